@@ -1,0 +1,3 @@
+from emocompose.cli import main
+
+main()

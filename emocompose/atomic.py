@@ -1,0 +1,104 @@
+"""Writes that are never half done: write a temporary file beside the target, fsync, rename.
+
+A reader (or a rerun after a crash) sees either the old file, the complete new one, or nothing.
+Temporary names carry the pid and a random suffix so that concurrent writers never share one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+from emocompose.errors import OutputError
+
+TMP_MARK = ".emocompose-tmp-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _tmp_name(target: Path) -> Path:
+    return target.with_name(f"{TMP_MARK}{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
+
+
+def _explain(exc: OSError, target: Path) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        why = "no space left on the device"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "permission denied (read-only folder?)"
+    elif exc.errno == errno.ENOENT:
+        why = "folder does not exist"
+    else:
+        why = exc.strerror or str(exc)
+    return OutputError(f"cannot write: {why}", str(target))
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, exclusive: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is renamed onto `target`.
+
+    With `exclusive`, an existing target is never replaced (the rename is a hard link that
+    fails if the name exists), so two processes cannot overwrite each other's output.
+    """
+    target = Path(target)
+    tmp = _tmp_name(target)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # some writers (safetensors) create files private
+        if exclusive:
+            os.link(tmp, target)  # atomic and fails with EEXIST if taken
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, target)
+    except FileExistsError:
+        _remove(tmp)
+        raise
+    except OSError as exc:
+        _remove(tmp)
+        raise _explain(exc, target) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_bytes(target: str | os.PathLike, data: bytes, *, exclusive: bool = False) -> None:
+    with atomic_path(target, exclusive=exclusive) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Build a whole folder under a temporary name and rename it into place at the end."""
+    target = Path(target)
+    tmp = _tmp_name(target)
+    try:
+        tmp.mkdir(parents=False)
+        yield tmp
+        if target.exists():
+            old = _tmp_name(target)
+            os.replace(target, old)  # keep the old copy until the new one is in place
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _explain(exc, target) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()

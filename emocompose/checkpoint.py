@@ -1,0 +1,97 @@
+"""Checkpoints: one safetensors file, its configuration as JSON in the file's own metadata.
+
+Only safetensors is ever loaded: no pickle, so no code from a file can run. A file is checked
+before use: that it is safetensors at all, that it was made with this vocabulary, and that every
+tensor the model needs is there with the right shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from emocompose.errors import ModelError
+
+KIND_MODEL = "emocompose-model"
+KIND_TRAIN = "emocompose-train-state"
+FORMAT = 1
+
+
+def _sniff(path: Path) -> None:
+    """Refuse what is not safetensors before any parser looks at it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            size = path.stat().st_size
+    except OSError as exc:
+        raise ModelError(f"cannot read checkpoint: {exc.strerror}", str(path)) from None
+    if head[:2] == b"\x80\x02" or head[:1] == b"\x80" or head[:2] == b"PK":
+        raise ModelError("is a pickle/zip file (e.g. torch.save); emocompose loads only safetensors", str(path))
+    if len(head) < 8:
+        raise ModelError("not a safetensors checkpoint (too short)", str(path))
+    n = int.from_bytes(head[:8], "little")
+    if n <= 1 or n > min(size - 8, 100 * 2**20) or head[8:9] != b"{":
+        raise ModelError("not a safetensors checkpoint (bad header)", str(path))
+
+
+def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
+    """Write tensors and metadata atomically (temporary file, then rename)."""
+    from safetensors.torch import save_file
+
+    from emocompose.atomic import atomic_path
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"emocompose": json.dumps(meta)})
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("no such checkpoint file", str(path))
+    _sniff(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("emocompose")
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ModelError(f"corrupt safetensors file ({str(exc).splitlines()[0][:120]})", str(path)) from None
+    if raw is None:
+        raise ModelError("safetensors file without emocompose metadata (not an emocompose checkpoint)", str(path))
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ModelError("corrupt checkpoint metadata", str(path)) from None
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"checkpoint format {meta.get('format')}, this emocompose reads {FORMAT}", str(path))
+    return meta
+
+
+def load_tensors(path: str | os.PathLike) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise ModelError(f"corrupt or truncated safetensors file ({str(exc).splitlines()[0][:120]})", str(path)) from None
+
+
+def check_state(path, expected: dict, got: dict) -> None:
+    """Every expected tensor present with its shape and dtype, nothing unknown."""
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    if missing:
+        raise ModelError(f"checkpoint lacks {len(missing)} tensors (first: {missing[0]})", str(path))
+    if extra:
+        raise ModelError(f"checkpoint has {len(extra)} unknown tensors (first: {extra[0]})", str(path))
+    for k, v in expected.items():
+        if tuple(got[k].shape) != tuple(v.shape):
+            raise ModelError(
+                f"tensor {k} has shape {tuple(got[k].shape)}, the model needs {tuple(v.shape)} "
+                "(a checkpoint of another preset?)",
+                str(path),
+            )
+        if not got[k].dtype.is_floating_point and v.dtype.is_floating_point:
+            raise ModelError(f"tensor {k} has dtype {got[k].dtype}, expected floating point", str(path))

@@ -1,0 +1,270 @@
+"""Training datasets: `preprocess` writes them, `Dataset` memory-maps them.
+
+A dataset is a folder of plain numpy arrays (no pickle) and one `manifest.json`:
+
+    tokens.npy       uint16 (n_tokens,)      every bar's token ids, bar after bar, piece after piece
+    bar_offsets.npy  int64  (n_bars + 1,)    where each bar starts in tokens
+    piece_bars.npy   int64  (n_pieces + 1,)  where each piece starts in bars
+    rhythm.npy       uint8  (n_bars, 16)     f_r: onsets per 16th of the bar (clipped at 255)
+    bar_key.npy      uint8  (n_bars,)        f_k: key of each bar, 0-11 major, 12-23 minor
+    labels.npy       int8   (n_pieces, 2)    arousal, valence: 1 high, 0 low, -1 unlabelled
+    pieces.jsonl     one object per piece: source, split, key, bars, label
+    manifest.json    format, vocabulary, counts; written last, so a folder without it is unfinished
+
+The folder is built under a temporary name and renamed into place when complete: a killed
+run leaves nothing `train` would take for a finished dataset, and a rerun starts afresh.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from emocompose.errors import EmocomposeError, InputError, ModelError, UsageError
+from emocompose.midi import MIDI_SUFFIXES, SCORE_SUFFIXES
+from emocompose.tokenizer import Tokenizer, TokenizerConfig, Vocab
+
+DATASET_FORMAT = 1
+SPLITS = ("train", "val", "test", "none")
+EMOPIA_PREFIX = re.compile(r"^Q([1-4])_")
+# quadrant -> (arousal, valence), 1 = high (model.md section 1)
+QUADRANTS = {1: (1, 1), 2: (1, 0), 3: (0, 0), 4: (0, 1)}
+
+
+def find_inputs(paths: Iterable[str]) -> list[str]:
+    """Files named, and music files found (recursively, sorted) in folders named."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = [str(f) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in MIDI_SUFFIXES | SCORE_SUFFIXES]
+            out.extend(found)
+        else:
+            out.append(str(p))
+    return out
+
+
+@dataclass(frozen=True)
+class Label:
+    arousal: int = -1
+    valence: int = -1
+    split: str = "train"
+
+
+def read_labels(csv_path: str | None) -> dict[str, Label]:
+    """A labels CSV: `file` plus `quadrant` (Q1-Q4) or `arousal`/`valence` (1 high, 0 low), and
+    optionally `split`. Files match by name without folders or suffix."""
+    if not csv_path:
+        return {}
+    try:
+        with open(csv_path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise UsageError(f"cannot read labels: {exc.strerror}", csv_path) from None
+    if not rows or "file" not in rows[0]:
+        raise UsageError("labels CSV needs a header with a `file` column", csv_path)
+    out = {}
+    for i, row in enumerate(rows, start=2):
+        try:
+            if row.get("arousal") not in (None, "") and row.get("valence") not in (None, ""):
+                a, v = int(row["arousal"]), int(row["valence"])
+            elif row.get("quadrant"):
+                a, v = QUADRANTS[int(row["quadrant"].strip().lstrip("Qq"))]
+            else:
+                a, v = -1, -1
+        except (ValueError, KeyError):
+            raise UsageError(f"line {i}: bad quadrant/arousal/valence", csv_path) from None
+        split = (row.get("split") or "train").strip()
+        if split not in SPLITS:
+            split = "none"
+        out[Path(row["file"]).stem] = Label(a, v, split)
+    return out
+
+
+def label_for(path: str, labels: dict[str, Label]) -> Label:
+    stem = Path(path).stem
+    if stem in labels:
+        return labels[stem]
+    m = EMOPIA_PREFIX.match(stem)
+    if m:
+        a, v = QUADRANTS[int(m.group(1))]
+        return Label(a, v, "train")
+    return Label()
+
+
+def _tokenize_one(args) -> tuple[str, dict | str]:
+    """Worker: one file to arrays, or an error message. Never raises (a pool must go on)."""
+    path, config_dict, beats = args
+    from emocompose import features
+
+    tok = _worker_tokenizer(config_dict)
+    try:
+        piece = tok.load(path, beats=beats)
+        grid = tok.grid(piece)
+        # leading and trailing empty bars carry nothing to learn
+        used = np.unique(grid.bar)
+        grid = grid.bar_slice(int(used[0]), int(used[-1]) + 1)
+        ids, offsets = tok.encode(grid)
+        hist = features.pitch_class_histogram(grid, tok.config)
+        return path, {
+            "ids": ids.astype(np.uint16),
+            "bar_len": np.diff(offsets),
+            "rhythm": np.minimum(features.rhythm(grid), 255).astype(np.uint8),
+            "bar_key": features.bar_keys(grid, tok.config, hist).astype(np.uint8),
+            "key": features.global_key(grid, tok.config, hist),
+            "notes": int(grid.n_notes),
+        }
+    except EmocomposeError as exc:
+        return path, str(exc)
+    except Exception as exc:  # a parser bug must not take the batch down
+        return path, f"{path}: unexpected error: {type(exc).__name__}: {exc}"
+
+
+_TOKENIZERS: dict[str, Tokenizer] = {}
+
+
+def _worker_tokenizer(config_dict: dict) -> Tokenizer:
+    key = json.dumps(config_dict, sort_keys=True)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = Tokenizer(TokenizerConfig.from_dict(config_dict))
+    return _TOKENIZERS[key]
+
+
+def preprocess(
+    inputs: list[str],
+    out: str | os.PathLike,
+    *,
+    labels_csv: str | None = None,
+    workers: int = 0,
+    config: TokenizerConfig | None = None,
+    beats: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Turn MIDI files into a dataset folder; returns the manifest. Bad files are listed, not fatal."""
+    from emocompose.atomic import atomic_dir, write_text
+
+    config = config or TokenizerConfig()
+    vocab = Vocab(config)
+    files = find_inputs(inputs)
+    if not files:
+        raise UsageError("no MIDI files found in the inputs given")
+    labels = read_labels(labels_csv)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    jobs = [(f, config.to_dict(), beats) for f in files]
+    results: list[tuple[str, dict | str]] = []
+    if workers > 1 and len(files) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for i, r in enumerate(pool.map(_tokenize_one, jobs, chunksize=8)):
+                results.append(r)
+                if progress:
+                    progress(i + 1, len(files))
+    else:
+        for i, job in enumerate(jobs):
+            results.append(_tokenize_one(job))
+            if progress:
+                progress(i + 1, len(files))
+
+    good = [(p, r) for p, r in results if isinstance(r, dict)]
+    failed = [r for _, r in results if isinstance(r, str)]
+    if not good:
+        raise InputError(f"none of the {len(files)} files could be used; first problem: {failed[0]}")
+    L = config.max_bar_tokens
+    bar_len = np.concatenate([r["bar_len"] for _, r in good])
+    piece_bars = np.r_[0, np.cumsum([len(r["bar_len"]) for _, r in good])].astype(np.int64)
+    lab = [label_for(p, labels) for p, _ in good]
+    labelled = np.array([lb.arousal >= 0 for lb in lab])
+    n_bars_piece = np.diff(piece_bars)
+    manifest = {
+        "format": DATASET_FORMAT,
+        "vocab": vocab.to_dict(),
+        "counts": {
+            "files_read": len(files),
+            "files_failed": len(failed),
+            "pieces": len(good),
+            "bars": int(len(bar_len)),
+            "tokens": int(bar_len.sum()),
+            "notes": int(sum(r["notes"] for _, r in good)),
+            "bars_over_L": int((bar_len > L).sum()),
+            "tokens_over_L": int(np.maximum(bar_len - L, 0).sum()),
+            "L": L,
+            "labelled_pieces": int(labelled.sum()),
+            "labelled_share_bars": round(float(n_bars_piece[labelled].sum() / max(len(bar_len), 1)), 4),
+            "splits": {s: int(sum(lb.split == s for lb in lab)) for s in SPLITS},
+        },
+        "bar_tokens": {
+            "median": float(np.median(bar_len)),
+            "p90": float(np.percentile(bar_len, 90)),
+            "max": int(bar_len.max()),
+        },
+        "failed": failed,
+    }
+    with atomic_dir(out) as tmp:
+        np.save(tmp / "tokens.npy", np.concatenate([r["ids"] for _, r in good]))
+        np.save(tmp / "bar_offsets.npy", np.r_[0, np.cumsum(bar_len)].astype(np.int64))
+        np.save(tmp / "piece_bars.npy", piece_bars)
+        np.save(tmp / "rhythm.npy", np.concatenate([r["rhythm"] for _, r in good]))
+        np.save(tmp / "bar_key.npy", np.concatenate([r["bar_key"] for _, r in good]))
+        np.save(tmp / "labels.npy", np.array([[lb.arousal, lb.valence] for lb in lab], np.int8).reshape(-1, 2))
+        with open(tmp / "pieces.jsonl", "w") as fh:
+            for (p, r), lb in zip(good, lab):
+                fh.write(json.dumps({"source": p, "split": lb.split, "key": r["key"], "bars": len(r["bar_len"]),
+                                     "arousal": lb.arousal, "valence": lb.valence}) + "\n")  # fmt: skip
+        write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
+    return manifest
+
+
+class Dataset:
+    """A preprocessed dataset, memory-mapped. Refuses unfinished folders and other vocabularies."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        manifest = self.path / "manifest.json"
+        if not self.path.is_dir():
+            raise ModelError("no such dataset folder (make one with `emocompose preprocess`)", str(path))
+        if not manifest.is_file():
+            raise ModelError("not a finished dataset (no manifest.json); rerun `emocompose preprocess`", str(path))
+        try:
+            self.manifest = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise ModelError("corrupt manifest.json; rerun `emocompose preprocess`", str(path)) from None
+        if self.manifest.get("format") != DATASET_FORMAT:
+            raise ModelError(
+                f"dataset format {self.manifest.get('format')}, this emocompose reads {DATASET_FORMAT}; rerun preprocess",
+                str(path),
+            )
+        self.vocab = Vocab.from_dict(self.manifest.get("vocab", {}), what=f"dataset {path}")
+        try:
+            self.tokens = np.load(self.path / "tokens.npy", mmap_mode="r")
+            self.bar_offsets = np.load(self.path / "bar_offsets.npy", mmap_mode="r")
+            self.piece_bars = np.load(self.path / "piece_bars.npy")
+            self.rhythm = np.load(self.path / "rhythm.npy", mmap_mode="r")
+            self.bar_key = np.load(self.path / "bar_key.npy", mmap_mode="r")
+            self.labels = np.load(self.path / "labels.npy")
+            self.pieces = [json.loads(line) for line in (self.path / "pieces.jsonl").read_text().splitlines()]
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"corrupt dataset ({exc}); rerun `emocompose preprocess`", str(path)) from None
+        n_bars, n_pieces = len(self.bar_offsets) - 1, len(self.piece_bars) - 1
+        if (
+            self.bar_offsets[-1] != len(self.tokens)
+            or self.piece_bars[-1] != n_bars
+            or len(self.rhythm) != n_bars
+            or len(self.bar_key) != n_bars
+            or len(self.labels) != n_pieces
+            or len(self.pieces) != n_pieces
+        ):
+            raise ModelError("dataset arrays disagree in length; rerun `emocompose preprocess`", str(path))
+
+    @property
+    def n_pieces(self) -> int:
+        return len(self.piece_bars) - 1
+
+    def split_of(self) -> np.ndarray:
+        return np.array([p["split"] for p in self.pieces])

@@ -1,0 +1,124 @@
+"""Musical features computed from notes (never from labels): rhythm f_r, key f_k, and the
+descriptive figures `analyze` prints.
+
+* rhythm: per bar, 16 onset counts, one per 16th of the bar (bars of other meters are divided
+  into 16 equal parts, so a 3/4 bar's 12 grid steps spread over the 16 bins);
+* key: 24 classes, 0-11 major on C..B, 12-23 minor on C..B, by Krumhansl-Schmuckler correlation
+  of a duration-weighted pitch-class histogram (key profiles of Krumhansl & Kessler 1982).
+  choice (model.md section 2): a bar's key reads its histogram smoothed over neighbouring bars,
+  because one bar alone is often ambiguous.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emocompose.midi import DRUMS, Piece
+from emocompose.tokenizer import Grid, TokenizerConfig
+
+RHYTHM_BINS = 16
+N_KEYS = 24
+PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+KEY_NAMES = tuple(f"{n} major" for n in PITCH_NAMES) + tuple(f"{n} minor" for n in PITCH_NAMES)
+# Krumhansl & Kessler (1982) probe-tone profiles, C major and C minor.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Weights of the bars around a bar when reading its key (the bar itself in the middle).
+KEY_WINDOW = np.array([1.0, 2.0, 4.0, 2.0, 1.0])
+
+
+def _profiles() -> np.ndarray:
+    rows = [np.roll(KK_MAJOR, k) for k in range(12)] + [np.roll(KK_MINOR, k) for k in range(12)]
+    p = np.asarray(rows)
+    p = p - p.mean(axis=1, keepdims=True)
+    return p / np.linalg.norm(p, axis=1, keepdims=True)
+
+
+PROFILES = _profiles()  # (24, 12), centred and unit length: a dot product is a correlation
+
+
+def is_major(key: np.ndarray | int) -> np.ndarray | bool:
+    return np.asarray(key) < 12
+
+
+def rhythm(grid: Grid) -> np.ndarray:
+    """(n_bars, 16) onset counts; drums count (they are rhythm too)."""
+    out = np.zeros((grid.n_bars, RHYTHM_BINS), np.int64)
+    if grid.n_notes:
+        b = grid.pos * RHYTHM_BINS // grid.bar_positions[grid.bar]
+        np.add.at(out, (grid.bar, b), 1)
+    return out
+
+
+def pitch_class_histogram(grid: Grid, config: TokenizerConfig) -> np.ndarray:
+    """(n_bars, 12) sounding length per pitch class, a note counted up to its bar's end."""
+    out = np.zeros((grid.n_bars, 12), np.float64)
+    m = grid.track != DRUMS
+    if m.any():
+        steps = config.duration_array[grid.dur[m]]
+        left = grid.bar_positions[grid.bar[m]] - grid.pos[m]
+        np.add.at(out, (grid.bar[m], grid.pitch[m] % 12), np.minimum(steps, left))
+    return out
+
+
+def key_of(hist: np.ndarray) -> np.ndarray:
+    """Best of the 24 keys for each row of pitch-class weights (-1 where a row is silent)."""
+    hist = np.atleast_2d(hist).astype(np.float64)
+    centred = hist - hist.mean(axis=1, keepdims=True)
+    score = centred @ PROFILES.T
+    key = score.argmax(axis=1)
+    return np.where(hist.sum(axis=1) > 0, key, -1)
+
+
+def bar_keys(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = None) -> np.ndarray:
+    """Key of every bar (n_bars ints in 0..23) from its smoothed histogram.
+
+    A bar with no pitched notes in its whole window takes the piece's global key.
+    """
+    hist = pitch_class_histogram(grid, config) if hist is None else hist
+    if len(hist) == 0:
+        return np.zeros(0, np.int64)
+    h = len(KEY_WINDOW) // 2
+    padded = np.pad(hist, ((h, h), (0, 0)))
+    smooth = sum(w * padded[i : i + len(hist)] for i, w in enumerate(KEY_WINDOW))
+    keys = key_of(smooth)
+    g = key_of(hist.sum(axis=0))[0]
+    return np.where(keys < 0, max(g, 0), keys).astype(np.int64)
+
+
+def global_key(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = None) -> int:
+    hist = pitch_class_histogram(grid, config) if hist is None else hist
+    return int(max(key_of(hist.sum(axis=0))[0], 0))
+
+
+def describe(grid: Grid, config: TokenizerConfig, piece: Piece | None = None) -> dict:
+    """The figures `analyze` prints for one piece.
+
+    Velocities and pitches come from the file when it is given (not from the token bins).
+    """
+    hist = pitch_class_histogram(grid, config)
+    keys = bar_keys(grid, config, hist)
+    g = global_key(grid, config, hist)
+    beats = float(grid.bar_positions.sum()) / config.positions_per_quarter
+    pitched = grid.track != DRUMS
+    if piece is not None:
+        velocity = piece.velocity
+        pitches = piece.pitch[piece.track != DRUMS]
+        n_notes = len(piece.pitch)
+    else:
+        velocity = config.velocity_value(grid.vel)
+        pitches = grid.pitch[pitched]
+        n_notes = grid.n_notes
+    bpm = config.tempo_values[grid.bar_tempo] if grid.n_bars else np.array([120.0])
+    return {
+        "bars": int(grid.n_bars),
+        "key": KEY_NAMES[g],
+        "bar_keys": [KEY_NAMES[k] for k in keys.tolist()],
+        "notes": int(n_notes),
+        "notes_per_beat": round(n_notes / beats, 3) if beats else 0.0,
+        "mean_velocity": round(float(np.mean(velocity)), 2) if len(velocity) else 0.0,
+        "tempo_bpm": round(float(np.median(bpm)), 1),
+        "pitch_range": int(pitches.max() - pitches.min()) if len(pitches) else 0,
+        "lowest": int(pitches.min()) if len(pitches) else None,
+        "highest": int(pitches.max()) if len(pitches) else None,
+    }

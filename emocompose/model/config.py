@@ -1,0 +1,45 @@
+"""Model configuration and its named presets (saved with the weights as JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from emocompose.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 1074
+    d: int = 256  # model width
+    heads: int = 4
+    ff: int = 1024
+    enc_layers: int = 2  # per encoder (E_r and E_k have the same shape, separate weights)
+    dec_layers: int = 4
+    latent: int = 64  # per latent (z_r and z_k)
+    dropout: float = 0.1
+    feature_hidden: int = 128  # width of the local decoders and the adversaries
+    prior_log_std: float = -2.0  # mixture standard deviations start at e^-2 (model.md section 4)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+PRESETS = {
+    # for tests: builds and trains in milliseconds
+    "tiny": ModelConfig(d=32, heads=2, ff=64, enc_layers=1, dec_layers=2, latent=8, dropout=0.0, feature_hidden=16),
+    # the CPU default: about 7M weights, learns in hours on 2 cores
+    "small": ModelConfig(),
+    # the paper's size (Ning et al. 2024): needs GPUs
+    "paper": ModelConfig(d=512, heads=8, ff=2048, enc_layers=12, dec_layers=12, latent=128, feature_hidden=256),
+}
+
+
+def preset(name: str, vocab_size: int) -> ModelConfig:
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return ModelConfig.from_dict({**PRESETS[name].to_dict(), "vocab_size": vocab_size})

@@ -1,0 +1,231 @@
+"""The category-dispersed Gaussian-mixture VAE (model.md sections 3-4) and its losses.
+
+Two encoders read a piece bar by bar and give each bar a rhythm latent z_r and a key latent z_k;
+a causal decoder rebuilds the tokens with z = [z_r, z_k] added to every layer's input; small
+local decoders tie z_r to the rhythm feature and z_k to the key feature, and adversaries behind
+a gradient-reversal layer keep key out of z_r and rhythm out of z_k.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emocompose.features import N_KEYS, RHYTHM_BINS
+from emocompose.model.config import ModelConfig
+from emocompose.model.layers import XLStack
+from emocompose.model.prior import MixturePrior
+
+AXES = ("arousal", "valence")  # arousal on z_r, valence on z_k
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    alpha: float = 0.2  # variance penalty on the spread of the component means (1 = plain ELBO)
+    drop_mi: bool = True  # use KL(q_bar(y) || p(y)) instead of the batch mean of KL(q(y|x) || p(y))
+    kl_weight: float = 1.0  # beta on KL_z (per latent dimension, against per-token cross-entropy)
+    kl_warmup: int = 1000  # steps over which beta rises linearly from 0
+    free_bits: float = 0.25  # nats per latent dimension and bar below which KL_z is not pushed
+    cls_weight: float = 1.0  # cross-entropy of q(y|x) against labels
+    cat_weight: float = 1.0  # the categorical KL term
+    feature_weight: float = 1.0  # local decoders D_r, D_k
+    adv_weight: float = 0.1  # gradient-reversal strength for the cross predictors
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Reverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -ctx.scale * g, None
+
+
+def mlp(i: int, h: int, o: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Linear(h, o))
+
+
+class Reduction:
+    """How per-batch sums become means: over one process, or over all ranks of a DDP job.
+
+    Every loss term is  local sum / global count, and the loss is scaled by the world size
+    because DDP averages gradients: so two ranks compute exactly the gradient of one process.
+    """
+
+    world = 1
+
+    def count(self, n: torch.Tensor) -> torch.Tensor:
+        return n.detach()
+
+    def others_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum of x over the other ranks (no gradient)."""
+        return torch.zeros_like(x)
+
+
+class CDGMVAE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = self.config = config
+        self.embed = nn.Embedding(c.vocab_size, c.d)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.enc_r = XLStack(c.enc_layers, c.d, c.heads, c.ff, c.dropout, causal=False)
+        self.enc_k = XLStack(c.enc_layers, c.d, c.heads, c.ff, c.dropout, causal=False)
+        self.post_r = nn.Linear(c.d, 2 * c.latent)  # mu and log sigma^2
+        self.post_k = nn.Linear(c.d, 2 * c.latent)
+        for post in (self.post_r, self.post_k):  # start the posterior at the prior's width
+            nn.init.constant_(post.bias[c.latent :], 2 * c.prior_log_std)
+        self.dec = XLStack(c.dec_layers, c.d, c.heads, c.ff, c.dropout, causal=True)
+        self.z_in = nn.Linear(2 * c.latent, c.d)
+        self.rhythm_head = mlp(c.latent, c.feature_hidden, RHYTHM_BINS)  # D_r(z_r)
+        self.key_head = mlp(c.latent, c.feature_hidden, N_KEYS)  # D_k(z_k)
+        self.rhythm_adv = mlp(c.latent, c.feature_hidden, RHYTHM_BINS)  # D_r'(z_k)
+        self.key_adv = mlp(c.latent, c.feature_hidden, N_KEYS)  # D_k'(z_r)
+        self.prior_r = MixturePrior(c.latent, c.prior_log_std)  # arousal
+        self.prior_k = MixturePrior(c.latent, c.prior_log_std)  # valence
+        self.drop = nn.Dropout(c.dropout)
+
+    # -- pieces of the forward pass, shared by training and the latent operations -------------
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.embed(tokens))
+
+    def encode(self, tokens, lens, mems=None, mem_lens=None):
+        """Per-bar posteriors. tokens (b, t, n). Returns (mu_r, logvar_r, mu_k, logvar_k), each
+        (b, t, latent), and the encoders' memories for a following chunk of bars."""
+        x = self.embed_tokens(tokens)
+        mask = (torch.arange(tokens.shape[-1], device=tokens.device) < lens[..., None]).to(x.dtype)[..., None]
+        out, new = [], []
+        for i, (enc, post) in enumerate(((self.enc_r, self.post_r), (self.enc_k, self.post_k))):
+            h, m = enc(x, lens, None if mems is None else mems[i], mem_lens)
+            pooled = (h * mask).sum(2) / mask.sum(2).clamp_min(1.0)
+            mu, logvar = post(pooled).float().chunk(2, dim=-1)
+            out += [mu, logvar.clamp(-12.0, 6.0)]
+            new.append(m)
+        return tuple(out), new
+
+    def condition(self, z_r: torch.Tensor, z_k: torch.Tensor) -> torch.Tensor:
+        return self.z_in(torch.cat([z_r, z_k], dim=-1))
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.embed.weight.T  # tied input and output embeddings
+
+    def decode(self, tokens, lens, z_r, z_k, mems=None, mem_lens=None):
+        """Teacher-forced logits (b, t, n, vocab) and the decoder's memory for what follows."""
+        h, new = self.dec(self.embed_tokens(tokens), lens, mems, mem_lens, cond=self.condition(z_r, z_k))
+        return self.logits(h), new
+
+    def priors(self):
+        return (self.prior_r, self.prior_k)
+
+    # -- training -------------------------------------------------------------------------------
+
+    def losses(self, batch: dict, cfg: LossConfig, step: int, red: Reduction | None = None):
+        """The loss to back-propagate and a dict of its parts (floats, for logging)."""
+        red = red or Reduction()
+        tokens, lens = batch["tokens"], batch["lens"]
+        bar_mask = lens > 0
+        (mu_r, lv_r, mu_k, lv_k), _ = self.encode(tokens, lens)
+        eps = batch["eps"]
+        z_r = mu_r + torch.exp(0.5 * lv_r) * eps[:, :, 0]
+        z_k = mu_k + torch.exp(0.5 * lv_k) * eps[:, :, 1]
+        logits, _ = self.decode(tokens, lens, z_r, z_k)
+
+        targets = batch["targets"]
+        real = targets >= 0
+        n_tok = red.count(real.sum())
+        rec = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum") / n_tok
+
+        labels = batch["labels"]  # (b, 2): 1 high, 0 low, -1 unknown
+        bars = bar_mask.float()
+        n_bar = red.count(bars.sum())
+        parts = {"rec": rec}
+        total = rec
+        beta = cfg.kl_weight * min(1.0, (step + 1) / max(cfg.kl_warmup, 1))
+        kl_sum, cls_sum, cat_sum = 0.0, 0.0, 0.0
+        acc = {}
+        for axis, (prior, mu, lv, z) in enumerate(((self.prior_r, mu_r, lv_r, z_r), (self.prior_k, mu_k, lv_k, z_k))):
+            lab = labels[:, axis]
+            has = lab >= 0
+            logq = torch.log_softmax(prior.class_logits(z, bar_mask), dim=-1)  # (b, 2)
+            q = logq.exp()
+            w = torch.where(has[:, None], F.one_hot(lab.clamp_min(0), 2).to(q.dtype), q)
+            kl = prior.kl(mu, lv, w, cfg.alpha)  # (b, t, latent)
+            kl = torch.clamp(kl, min=cfg.free_bits) * bars[..., None]
+            kl_sum = kl_sum + kl.sum() / (n_bar * mu.shape[-1])
+            n_lab = red.count(has.sum())
+            cls_sum = cls_sum + (F.nll_loss(logq, lab.clamp_min(0), reduction="none") * has).sum() / n_lab.clamp_min(1)
+            unl = (~has).to(q.dtype)
+            n_unl = red.count(unl.sum())
+            if cfg.drop_mi:
+                # KL(q_bar || p) over the whole (global) batch of unlabelled pieces
+                local = (q * unl[:, None]).sum(0)
+                q_bar = (local + red.others_sum(local)) / n_unl.clamp_min(1)
+                cat = (q_bar * (torch.log(q_bar.clamp_min(1e-8)) - prior.log_py)).sum() * (n_unl > 0)
+                cat_sum = cat_sum + cat  # every rank holds the whole term; its gradient flows to local q
+            else:
+                per = (q * (logq - prior.log_py)).sum(-1)
+                cat_sum = cat_sum + (per * unl).sum() / n_unl.clamp_min(1)
+            acc[AXES[axis]] = ((logq.argmax(-1) == lab) & has).sum().detach(), has.sum().detach()
+        parts.update(kl=kl_sum, cls=cls_sum, cat=cat_sum)
+        total = total + beta * kl_sum + cfg.cls_weight * cls_sum + cfg.cat_weight * cat_sum
+
+        # local decoders and adversaries, per bar
+        target_r = torch.log1p(batch["rhythm"].float())
+        key = batch["key"].masked_fill(~bar_mask, -100)
+        rev_r = _Reverse.apply(z_r, cfg.adv_weight)
+        rev_k = _Reverse.apply(z_k, cfg.adv_weight)
+        n_rb = n_bar * RHYTHM_BINS
+
+        def rhythm_loss(pred):
+            return (((pred - target_r) ** 2).sum(-1) * bars).sum() / n_rb
+
+        def key_loss(pred):
+            return F.cross_entropy(pred.reshape(-1, N_KEYS), key.reshape(-1), ignore_index=-100, reduction="sum") / n_bar
+
+        parts["f_r"] = rhythm_loss(self.rhythm_head(z_r))
+        parts["f_k"] = key_loss(self.key_head(z_k))
+        parts["adv_r"] = rhythm_loss(self.rhythm_adv(rev_k))  # rhythm read from z_k
+        parts["adv_k"] = key_loss(self.key_adv(rev_r))  # key read from z_r
+        total = total + cfg.feature_weight * (parts["f_r"] + parts["f_k"]) + parts["adv_r"] + parts["adv_k"]
+        parts["loss"] = total
+        parts["beta"] = torch.tensor(beta)
+        return total * red.world, parts, acc
+
+    def forward(self, batch: dict, cfg: LossConfig, step: int, red: Reduction | None = None):
+        """The training loss (so that DistributedDataParallel sees the whole computation)."""
+        return self.losses(batch, cfg, step, red)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - (self.embed.weight.numel() if non_embedding else 0)
+
+    def flops_per_token(self, bar_tokens: int) -> float:
+        """Training FLOPs per (padded) token: 6 per weight per token in the transformer stacks, plus
+        attention over the bar and its memory (2 bars of keys), forward and backward."""
+        c = self.config
+        layers = 2 * c.enc_layers + c.dec_layers
+        per_layer = 4 * c.d * c.d + c.d * c.d + 2 * c.d * c.ff  # qkv+o, relative projection, feed-forward
+        attn = 2 * 2 * c.d * (2 * bar_tokens) + 2 * c.d * (3 * bar_tokens)  # ac+weights·v, bd
+        return 6.0 * layers * per_layer + 3.0 * layers * attn + 6.0 * c.d * c.vocab_size
+
+
+def weight_count_mb(model: nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+
+
+def param_init_scale(model: CDGMVAE) -> None:
+    """GPT-2 style: residual projections scaled down with depth so deep stacks start stable."""
+    for stack in (model.enc_r, model.enc_k, model.dec):
+        n = max(len(stack.layers), 1)
+        for layer in stack.layers:
+            nn.init.normal_(layer.attn.o.weight, std=0.02 / math.sqrt(2 * n))
+            nn.init.normal_(layer.ff[2].weight, std=0.02 / math.sqrt(2 * n))

@@ -1,0 +1,510 @@
+"""REMI tokens: where a bar of notes becomes token ids, and back.
+
+A bar is  Bar-P  Tempo-b  ( Position-p  [Tempo-b]  (Pitch-T-n  Velocity-T-v  Duration-T-d)* )*
+where P is the bar's number of grid steps (16 for 4/4: a Bar token also states the meter),
+T one of the five LPD-5 track classes, notes at one position sorted by track then pitch.
+Every bar repeats its tempo so that a bar can be decoded (and generated) without its history.
+A piece ends with EOS; PAD fills batches.
+
+The path is:  Piece --quantize--> Grid --grid_to_ids--> ids --ids_to_grid--> Grid --grid_to_score--> MIDI.
+The Grid (notes on the token grid) is also what `features` reads, so features and tokens
+always agree on where a note is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from emocompose.errors import ModelError
+from emocompose.midi import DRUMS, TRACKS, Piece
+
+VOCAB_VERSION = 1
+OUTPUT_TPQ = 480  # ticks per quarter of written MIDI: divisible by 3 and 4
+# choice: 32 duration bins in grid steps: every step to a whole note, then coarser to 4 bars
+DEFAULT_DURATIONS = tuple(range(1, 17)) + tuple(range(18, 33, 2)) + tuple(range(36, 65, 4))
+DEFAULT_PROGRAMS = {DRUMS: 0, 1: 0, 2: 25, 3: 33, 4: 48}  # piano, steel guitar, finger bass, strings
+
+# token kinds
+PAD_KIND, EOS_KIND, BAR, POSITION, TEMPO, PITCH, VELOCITY, DURATION = range(8)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    positions_per_quarter: int = 4  # 16 grid steps in a 4/4 bar
+    max_bar_positions: int = 32  # bars up to 8/4; longer meters fall back to 4/4 bars
+    tempo_bins: int = 48  # geometric, about 5.7% apart
+    tempo_min: float = 24.0
+    tempo_max: float = 320.0
+    velocity_bins: int = 32
+    duration_bins: tuple[int, ...] = DEFAULT_DURATIONS
+    max_bar_tokens: int = 128  # L: the model's per-bar segment length (model.md section 2)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["duration_bins"] = list(self.duration_bins)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenizerConfig":
+        d = dict(d)
+        d["duration_bins"] = tuple(d["duration_bins"])
+        return cls(**d)
+
+    @cached_property
+    def tempo_values(self) -> np.ndarray:
+        return self.tempo_min * (self.tempo_max / self.tempo_min) ** (np.arange(self.tempo_bins) / (self.tempo_bins - 1))
+
+    def tempo_bin(self, bpm: np.ndarray) -> np.ndarray:
+        x = np.log(np.asarray(bpm, np.float64) / self.tempo_min) / np.log(self.tempo_max / self.tempo_min)
+        return np.minimum(np.maximum(np.round(x * (self.tempo_bins - 1)), 0), self.tempo_bins - 1).astype(np.int64)
+
+    def velocity_bin(self, velocity: np.ndarray) -> np.ndarray:
+        v = np.minimum(np.maximum(np.asarray(velocity, np.int64), 1), 127)
+        return np.minimum((v - 1) * self.velocity_bins // 127, self.velocity_bins - 1)
+
+    def velocity_value(self, b: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(1 + (np.asarray(b) + 0.5) * 127 / self.velocity_bins), 1, 127).astype(np.int64)
+
+    @cached_property
+    def duration_array(self) -> np.ndarray:
+        return np.asarray(self.duration_bins, np.int64)
+
+    @cached_property
+    def _duration_edges(self) -> np.ndarray:
+        bins = self.duration_array.astype(np.float64)
+        return (bins[1:] + bins[:-1]) / 2
+
+    def duration_bin(self, steps: np.ndarray) -> np.ndarray:
+        """Nearest duration bin to a length in (fractional) grid steps."""
+        return np.searchsorted(self._duration_edges, steps, side="left")
+
+
+class Vocab:
+    """Token names and ids. Ids of a kind are contiguous, so encoding is arithmetic."""
+
+    def __init__(self, config: TokenizerConfig | None = None):
+        self.config = c = config or TokenizerConfig()
+        names = ["PAD", "EOS"]
+        kinds, values, tracks = [PAD_KIND, EOS_KIND], [0, 0], [-1, -1]
+
+        def add(kind: int, items: list[tuple[str, int, int]]) -> int:
+            start = len(names)
+            for name, value, track in items:
+                names.append(name)
+                kinds.append(kind)
+                values.append(value)
+                tracks.append(track)
+            return start
+
+        self.bar0 = add(BAR, [(f"Bar-{p}", p, -1) for p in range(1, c.max_bar_positions + 1)])
+        self.pos0 = add(POSITION, [(f"Position-{p}", p, -1) for p in range(c.max_bar_positions)])
+        self.tempo0 = add(TEMPO, [(f"Tempo-{round(v)}", i, -1) for i, v in enumerate(c.tempo_values)])
+        self.pitch0 = add(PITCH, [(f"Pitch-{t}-{p}", p, ti) for ti, t in enumerate(TRACKS) for p in range(128)])
+        vel = c.velocity_value(np.arange(c.velocity_bins))
+        self.vel0 = add(VELOCITY, [(f"Velocity-{t}-{v}", i, ti) for ti, t in enumerate(TRACKS) for i, v in enumerate(vel)])
+        self.dur0 = add(
+            DURATION, [(f"Duration-{t}-{d}", i, ti) for ti, t in enumerate(TRACKS) for i, d in enumerate(c.duration_bins)]
+        )
+        self.names = names
+        self.ids = {n: i for i, n in enumerate(names)}
+        self.kind = np.asarray(kinds, np.int64)
+        self.value = np.asarray(values, np.int64)
+        self.track = np.asarray(tracks, np.int64)
+        self.pad, self.eos = 0, 1
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Names every token in order: two vocabularies with one fingerprint are the same."""
+        payload = json.dumps({"version": VOCAB_VERSION, "tokens": self.names}).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {
+            "version": VOCAB_VERSION,
+            "fingerprint": self.fingerprint,
+            "config": self.config.to_dict(),
+            "tokens": self.names,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, what: str = "this file") -> "Vocab":
+        """Rebuild a saved vocabulary, refusing one this version of emocompose cannot read."""
+        if d.get("version") != VOCAB_VERSION:
+            raise ModelError(
+                f"{what} uses token vocabulary version {d.get('version')}, this emocompose reads version "
+                f"{VOCAB_VERSION}; re-run `emocompose preprocess` (or retrain) with this version"
+            )
+        vocab = cls(TokenizerConfig.from_dict(d["config"]))
+        if vocab.fingerprint != d.get("fingerprint") or vocab.names != d.get("tokens"):
+            raise ModelError(
+                f"{what} was made with a different token vocabulary ({d.get('fingerprint')}, this one is "
+                f"{vocab.fingerprint}); re-run `emocompose preprocess` (or retrain) with this version"
+            )
+        return vocab
+
+    def bar_token(self, positions: int) -> int:
+        return self.bar0 + positions - 1
+
+
+@dataclass
+class Grid:
+    """Notes on the token grid, bar by bar (all numpy; notes sorted by bar, position, track, pitch)."""
+
+    bar_positions: np.ndarray  # grid steps per bar
+    bar_tempo: np.ndarray  # tempo bin at each bar start
+    bar: np.ndarray  # per note
+    pos: np.ndarray
+    track: np.ndarray
+    pitch: np.ndarray
+    vel: np.ndarray  # velocity bin
+    dur: np.ndarray  # duration bin
+    tempo_bar: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # mid-bar tempo changes
+    tempo_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tempo_bin: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    programs: dict = field(default_factory=dict)
+
+    @property
+    def n_bars(self) -> int:
+        return len(self.bar_positions)
+
+    @property
+    def n_notes(self) -> int:
+        return len(self.pitch)
+
+    def bar_slice(self, start: int, stop: int) -> "Grid":
+        """Bars start..stop-1 as a Grid of their own (bar numbers start again at 0)."""
+        n = (self.bar >= start) & (self.bar < stop)
+        t = (self.tempo_bar >= start) & (self.tempo_bar < stop)
+        return Grid(
+            self.bar_positions[start:stop], self.bar_tempo[start:stop], self.bar[n] - start, self.pos[n],
+            self.track[n], self.pitch[n], self.vel[n], self.dur[n], self.tempo_bar[t] - start,
+            self.tempo_pos[t], self.tempo_bin[t], dict(self.programs),
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Piece -> Grid (numpy throughout; the helpers avoid np.r_ and np.clip, whose per-call overhead
+# was a third of the tokenizer's time on a typical file)
+
+
+_EMPTY = np.zeros(0, np.int64)
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """True where a run of equal keys begins."""
+    out = np.empty(len(sorted_keys), bool)
+    out[:1] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=out[1:])
+    return out
+
+
+def _cumsum0(x: np.ndarray) -> np.ndarray:
+    """Cumulative sum with a leading 0 (n + 1 values)."""
+    out = np.zeros(len(x) + 1, np.int64)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+def quantize(piece: Piece, config: TokenizerConfig) -> Grid:
+    """Snap every note onto its bar's grid; notes that land on one (step, track, pitch) merge."""
+    bars, P = piece.bars, piece.bar_positions
+    n_bars = len(P)
+    b = np.minimum(np.maximum(np.searchsorted(bars, piece.onset, side="right") - 1, 0), n_bars - 1)
+    start = bars[b]
+    Pb = P[b]
+    step = (bars[b + 1] - start) / Pb
+    pos = np.rint((piece.onset - start) / step).astype(np.int64)
+    over = pos >= Pb  # rounds onto the next bar line
+    if over.any():
+        nxt = over & (b + 1 < n_bars)
+        b = np.where(nxt, b + 1, b)
+        pos = np.where(nxt, 0, np.where(over, P[b] - 1, pos))
+    dur = config.duration_bin(piece.duration / step)
+    vel = config.velocity_bin(piece.velocity)
+    # de-duplicate (bar, pos, track, pitch), keeping the loudest: one composite sort key
+    cell = ((b * 64 + pos) * 8 + piece.track) * 128 + piece.pitch
+    order = np.argsort(cell * 128 + (127 - vel), kind="stable")
+    cs = cell[order]
+    o = order[_run_starts(cs)]
+    dur = _fit_durations(config, P, b[o], pos[o], piece.track[o], piece.pitch[o], dur[o])
+
+    if piece.bar_bpm is not None:
+        bar_tempo = config.tempo_bin(piece.bar_bpm)
+        t_bar = t_pos = t_bin = np.zeros(0, np.int64)
+    else:
+        ti = np.searchsorted(piece.tempo_ticks, bars[:-1], side="right") - 1
+        bar_tempo = config.tempo_bin(piece.tempo_bpm[ti])
+        t_bar, t_pos, t_bin = _mid_bar_tempos(piece, config, bar_tempo)
+    return Grid(P.copy(), bar_tempo, b[o], pos[o], piece.track[o], piece.pitch[o], vel[o], dur,
+                t_bar, t_pos, t_bin, dict(piece.programs))  # fmt: skip
+
+
+def _fit_durations(config, P, bar, pos, track, pitch, dur):
+    """Shorten a note that would sound into the next onset of its own pitch and track.
+
+    MIDI cannot hold two overlapping notes of one pitch on one channel: a player (and any
+    parser) cuts the first at the second's onset. Cutting here keeps tokens -> MIDI -> tokens exact.
+    """
+    bins = config.duration_array
+    at = _cumsum0(P)[bar] + pos
+    voice = (track * 128 + pitch).astype(np.int16)
+    order = np.argsort(voice, kind="stable")  # notes come sorted by time: a radix sort keeps that
+    v, a = voice[order], at[order]
+    gap = np.where(v[1:] == v[:-1], a[1:] - a[:-1], bins[-1])
+    gap = np.append(gap, bins[-1])
+    fit = np.searchsorted(bins, np.minimum(gap, bins[-1]), side="right") - 1  # largest bin <= gap
+    out = dur.copy()
+    out[order] = np.minimum(dur[order], np.maximum(fit, 0))
+    return out
+
+
+def _mid_bar_tempos(piece: Piece, config: TokenizerConfig, bar_tempo: np.ndarray):
+    """Tempo changes inside bars, on the grid, kept only where the tempo bin changes."""
+    bars, P = piece.bars, piece.bar_positions
+    ticks = piece.tempo_ticks
+    if len(ticks) == 1:  # one tempo for the whole piece: nothing inside bars
+        return _EMPTY, _EMPTY, _EMPTY
+    inside = np.searchsorted(bars, ticks, side="left")  # first bar line at or after the change
+    is_line = (inside < len(bars)) & (bars[np.minimum(inside, len(bars) - 1)] == ticks)
+    sel = ~is_line & (ticks > 0) & (ticks < bars[-1])
+    out_bar, out_pos, out_bin = [], [], []
+    current = dict(enumerate(bar_tempo.tolist()))
+    for tick, bpm in zip(ticks[sel], piece.tempo_bpm[sel]):
+        b = int(np.searchsorted(bars, tick, side="right") - 1)
+        step = (bars[b + 1] - bars[b]) / P[b]
+        p = int(round((tick - bars[b]) / step))
+        if p == 0 or p >= P[b]:
+            continue  # on a bar line after rounding: the bar's own tempo already says it
+        tb = int(config.tempo_bin(bpm))
+        if out_bar and out_bar[-1] == b and out_pos[-1] == p:
+            out_bin[-1] = tb  # the last change on a grid step wins
+            continue
+        prev = out_bin[-1] if out_bar and out_bar[-1] == b else current[b]
+        if tb != prev:
+            out_bar.append(b)
+            out_pos.append(p)
+            out_bin.append(tb)
+    return (np.asarray(out_bar, np.int64), np.asarray(out_pos, np.int64), np.asarray(out_bin, np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid <-> ids
+
+
+def grid_to_ids(grid: Grid, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of all bars (no EOS) and the offset of each bar (n_bars + 1 entries).
+
+    No sort: every token's index follows from counts. A bar costs 2 tokens (Bar, Tempo), an
+    occupied grid step 1 (Position) + 1 if the tempo changes there + 3 per note.
+    """
+    c = vocab.config
+    nb = grid.n_bars
+    note_key = grid.bar * 64 + grid.pos  # notes are sorted by bar, step, track, pitch
+    tempo_key = grid.tempo_bar * 64 + grid.tempo_pos
+    steps = note_key[_run_starts(note_key)]
+    if len(tempo_key):
+        steps = np.union1d(steps, tempo_key)
+    first_note = np.searchsorted(note_key, steps)  # each step's first note
+    n_notes = np.searchsorted(note_key, steps, side="right") - first_note
+    has_tempo = np.isin(steps, tempo_key) if len(tempo_key) else np.zeros(len(steps), bool)
+    before = _cumsum0(1 + has_tempo + 3 * n_notes)  # tokens of all steps before each step
+    step_bar = steps // 64
+    step_off = 2 * (step_bar + 1) + before[:-1]
+    bar_off = 2 * np.arange(nb) + before[np.searchsorted(step_bar, np.arange(nb))]
+    out = np.empty(2 * nb + int(before[-1]), np.int64)
+    out[bar_off] = vocab.bar0 + grid.bar_positions - 1
+    out[bar_off + 1] = vocab.tempo0 + grid.bar_tempo
+    out[step_off] = vocab.pos0 + steps % 64
+    out[step_off[has_tempo] + 1] = vocab.tempo0 + grid.tempo_bin[np.searchsorted(tempo_key, steps[has_tempo])]
+    k = np.searchsorted(steps, note_key)  # each note's step
+    note_off = step_off[k] + 1 + has_tempo[k] + 3 * (np.arange(len(note_key)) - first_note[k])
+    out[note_off] = vocab.pitch0 + grid.track * 128 + grid.pitch
+    out[note_off + 1] = vocab.vel0 + grid.track * c.velocity_bins + grid.vel
+    out[note_off + 2] = vocab.dur0 + grid.track * len(c.duration_bins) + grid.dur
+    return out, np.append(bar_off, len(out)).astype(np.int64)
+
+
+def ids_to_grid(ids: np.ndarray, vocab: Vocab) -> Grid:
+    """Read tokens back into a Grid. Tokens out of the grammar are skipped, never guessed."""
+    c = vocab.config
+    kinds, values, tracks = vocab.kind, vocab.value, vocab.track
+    bar_positions: list[int] = []
+    bar_tempo: list[int] = []
+    notes: list[tuple[int, int, int, int, int, int]] = []
+    tempos: list[tuple[int, int, int]] = []
+    pos = -1
+    pending: list[int] = []  # [track, pitch] then velocity
+    for t in np.asarray(ids, np.int64).tolist():
+        k = kinds[t] if 0 <= t < len(kinds) else PAD_KIND
+        if k == EOS_KIND:
+            break
+        if k == BAR:
+            bar_positions.append(int(values[t]))
+            bar_tempo.append(-1)
+            pos, pending = -1, []
+        elif not bar_positions or k == PAD_KIND:
+            continue
+        elif k == TEMPO:
+            if pos < 0:
+                bar_tempo[-1] = int(values[t])
+            else:
+                tempos.append((len(bar_positions) - 1, pos, int(values[t])))
+        elif k == POSITION:
+            if values[t] < bar_positions[-1] and values[t] > pos:
+                pos = int(values[t])
+            pending = []
+        elif pos < 0:
+            continue
+        elif k == PITCH:
+            pending = [int(tracks[t]), int(values[t])]
+        elif k == VELOCITY and len(pending) == 2 and tracks[t] == pending[0]:
+            pending.append(int(values[t]))
+        elif k == DURATION and len(pending) == 3 and tracks[t] == pending[0]:
+            notes.append((len(bar_positions) - 1, pos, pending[0], pending[1], pending[2], int(values[t])))
+            pending = []
+        else:
+            pending = []
+    # a bar without a Tempo token keeps the tempo before it (120 BPM at the start)
+    default = int(c.tempo_bin(120.0))
+    for i, tb in enumerate(bar_tempo):
+        if tb < 0:
+            bar_tempo[i] = bar_tempo[i - 1] if i else default
+    n = np.asarray(notes, np.int64).reshape(-1, 6)
+    order = np.lexsort((n[:, 3], n[:, 2], n[:, 1], n[:, 0]))
+    n = n[order]
+    tp = np.asarray(tempos, np.int64).reshape(-1, 3)
+    return Grid(np.asarray(bar_positions, np.int64), np.asarray(bar_tempo, np.int64),
+                n[:, 0], n[:, 1], n[:, 2], n[:, 3], n[:, 4], n[:, 5], tp[:, 0], tp[:, 1], tp[:, 2])  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid -> MIDI
+
+
+def _meter(positions: int, per_quarter: int) -> tuple[int, int]:
+    sixteenths = positions * 4 // per_quarter if (positions * 4) % per_quarter == 0 else positions
+    if sixteenths % 4 == 0:
+        return sixteenths // 4, 4
+    if sixteenths % 2 == 0:
+        return sixteenths // 2, 8
+    return sixteenths, 16
+
+
+def grid_to_score(grid: Grid, config: TokenizerConfig):
+    """A symusic Score at OUTPUT_TPQ ticks per quarter, one track per track class used."""
+    from symusic import Note, Score, Tempo, TimeSignature, Track
+
+    step = OUTPUT_TPQ // config.positions_per_quarter
+    starts = _cumsum0(grid.bar_positions * step)
+    score = Score(OUTPUT_TPQ)
+    prev_meter, prev_tempo = None, None
+    tempo_values = config.tempo_values
+    mid = {}
+    for b, p, tb in zip(grid.tempo_bar.tolist(), grid.tempo_pos.tolist(), grid.tempo_bin.tolist()):
+        mid.setdefault(b, []).append((p, tb))
+    for b in range(grid.n_bars):
+        meter = _meter(int(grid.bar_positions[b]), config.positions_per_quarter)
+        if meter != prev_meter:
+            score.time_signatures.append(TimeSignature(int(starts[b]), *meter))
+            prev_meter = meter
+        tb = int(grid.bar_tempo[b])
+        if tb != prev_tempo:
+            score.tempos.append(Tempo(int(starts[b]), float(tempo_values[tb])))
+            prev_tempo = tb
+        for p, tb in mid.get(b, []):
+            score.tempos.append(Tempo(int(starts[b] + p * step), float(tempo_values[tb])))
+            prev_tempo = tb
+    if grid.n_bars == 0:
+        score.tempos.append(Tempo(0, 120.0))
+    bins = config.duration_array
+    for t in np.unique(grid.track).tolist():
+        m = grid.track == t
+        track = Track(TRACKS[t], grid.programs.get(t, DEFAULT_PROGRAMS[t]), t == DRUMS)
+        onset = starts[grid.bar[m]] + grid.pos[m] * step
+        track.notes.extend(Note.from_numpy(
+            time=onset.astype(np.int32), duration=(bins[grid.dur[m]] * step).astype(np.int32),
+            pitch=grid.pitch[m].astype(np.int8), velocity=config.velocity_value(grid.vel[m]).astype(np.int8),
+        ))  # fmt: skip
+        score.tracks.append(track)
+    return score
+
+
+# ---------------------------------------------------------------------------------------------
+# The public face: a Tokenizer bundling config and vocabulary
+
+
+class Tokenizer:
+    """Piece <-> token ids with one config and vocabulary. Callable from Python as the CLI uses it."""
+
+    def __init__(self, config: TokenizerConfig | None = None):
+        self.config = config or TokenizerConfig()
+        self.vocab = Vocab(self.config)
+
+    def load(self, path, *, data: bytes | None = None, beats: str = "auto") -> Piece:
+        from emocompose.midi import load_piece
+
+        return load_piece(path, data=data, beats=beats, per_quarter=self.config.positions_per_quarter,
+                          max_positions=self.config.max_bar_positions)  # fmt: skip
+
+    def grid(self, piece: Piece) -> Grid:
+        return quantize(piece, self.config)
+
+    def encode(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        return grid_to_ids(grid, self.vocab)
+
+    def decode(self, ids: np.ndarray) -> Grid:
+        return ids_to_grid(ids, self.vocab)
+
+    def to_midi(self, grid: Grid) -> bytes:
+        return grid_to_score(grid, self.config).dumps_midi()
+
+    def names(self, ids: np.ndarray) -> list[str]:
+        return [self.vocab.names[i] for i in np.asarray(ids).tolist()]
+
+    def to_json(self, ids: np.ndarray, offsets: np.ndarray, source: str = "") -> str:
+        """The tokens file of `emocompose tokenize`: names and ids (ending with EOS), bar offsets,
+        and the vocabulary's version and fingerprint, so another vocabulary can refuse it."""
+        ids = np.append(ids, self.vocab.eos)
+        return json.dumps({
+            "source": source, "vocab_version": VOCAB_VERSION, "vocab_fingerprint": self.vocab.fingerprint,
+            "bars": len(offsets) - 1, "bar_offsets": np.asarray(offsets).tolist(),
+            "tokens": self.names(ids), "ids": ids.tolist(),
+        }) + "\n"  # fmt: skip
+
+    def from_json(self, text: str, name: str = "tokens") -> np.ndarray:
+        """Token ids from a tokens file; a file of another vocabulary is refused.
+
+        Names win over ids when both are present (they survive edits by hand)."""
+        from emocompose.errors import InputError
+
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not a tokens JSON file ({exc.msg} at line {exc.lineno})", name) from None
+        if not isinstance(d, dict) or not ("tokens" in d or "ids" in d):
+            raise InputError("not a tokens JSON file (no `tokens` or `ids`)", name)
+        if d.get("vocab_version", VOCAB_VERSION) != VOCAB_VERSION or d.get(
+            "vocab_fingerprint", self.vocab.fingerprint
+        ) != self.vocab.fingerprint:
+            raise InputError(
+                f"tokens made with vocabulary {d.get('vocab_version')}/{d.get('vocab_fingerprint')}, this emocompose "
+                f"uses {VOCAB_VERSION}/{self.vocab.fingerprint}; tokenize the MIDI again",
+                name,
+            )
+        if "tokens" in d:
+            unknown = [t for t in d["tokens"] if t not in self.vocab.ids]
+            if unknown:
+                raise InputError(f"unknown token {unknown[0]!r}", name)
+            return np.asarray([self.vocab.ids[t] for t in d["tokens"]], np.int64)
+        ids = np.asarray(d["ids"], np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self.vocab)):
+            raise InputError("token id out of the vocabulary's range", name)
+        return ids

@@ -1,0 +1,496 @@
+"""Training: semi-supervised, resumable, data-parallel under torchrun.
+
+Everything random in a step (which windows, which noise, which dropout masks) is drawn from
+generators seeded by (seed, step): a resumed run needs only the weights, the optimizer state
+and the step to continue exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from emocompose.dataset import Dataset
+from emocompose.errors import ModelError, OutputError, UsageError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "small"
+    steps: int = 8_000  # total to reach (a resumed run stops there too)
+    batch: int = 8  # windows per step, over all ranks
+    bars: int = 16  # T: bars per window
+    lr: float = 5e-4  # peak; small models take a higher rate than the paper's 1e-4
+    min_lr: float = 5e-5  # end of the cosine
+    warmup: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    rho: float = 1.0  # supervision rate: labels kept until labelled bars / all bars <= rho
+    labelled_share: float = 0.4  # share of each batch drawn from labelled pieces (oversampling)
+    checkpoint_every: int = 100
+    log_every: int = 10
+    val_windows: int = 64
+    precision: str = "auto"  # auto: bf16 autocast on CPU (measured A/B in README), fp32 elsewhere
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: windows of T bars, collated into padded tensors
+
+
+class Windows:
+    """Training and validation windows of a dataset, and their collation into a batch."""
+
+    def __init__(self, ds: Dataset, cfg: TrainConfig):
+        self.ds, self.cfg = ds, cfg
+        self.L = ds.vocab.config.max_bar_tokens
+        split = ds.split_of()
+        n_bars = np.diff(ds.piece_bars)
+        labels = ds.labels.copy()
+        train = np.flatnonzero(split == "train")
+        if len(train) == 0:
+            raise UsageError(f"dataset {ds.path} has no pieces in the train split")
+        # supervision rate: drop labels of random labelled pieces until the share is <= rho
+        rng = np.random.default_rng(cfg.seed)
+        lab = train[labels[train, 0] >= 0]
+        total = n_bars[train].sum()
+        keep = lab[rng.permutation(len(lab))]
+        share = np.cumsum(n_bars[keep]) / max(total, 1)
+        keep = keep[share <= cfg.rho + 1e-9]
+        dropped = np.setdiff1d(lab, keep)
+        labels[dropped] = -1
+        self.labels = labels
+        self.labelled = keep
+        self.unlabelled = np.setdiff1d(train, keep)
+        self.val = np.flatnonzero(split == "val")
+        self.n_bars = n_bars
+        self.supervision = float(n_bars[keep].sum() / max(total, 1))
+        self.train_bars = int(total)
+
+    def sample(self, step: int) -> list[tuple[int, int]]:
+        """The (piece, first bar) windows of one global batch, a function of (seed, step) only."""
+        rng = np.random.default_rng([self.cfg.seed, step])
+        out = []
+        for _ in range(self.cfg.batch):
+            use_lab = len(self.labelled) and (not len(self.unlabelled) or rng.random() < self.cfg.labelled_share)
+            pool = self.labelled if use_lab else self.unlabelled
+            w = self.n_bars[pool].astype(np.float64)
+            piece = int(pool[rng.choice(len(pool), p=w / w.sum())])
+            start = int(rng.integers(0, max(self.n_bars[piece] - self.cfg.bars, 0) + 1))
+            out.append((piece, start))
+        return out
+
+    def val_windows(self) -> list[tuple[int, int]]:
+        out = []
+        for p in self.val:
+            for s in range(0, max(int(self.n_bars[p]) - self.cfg.bars, 0) + 1, self.cfg.bars):
+                out.append((int(p), s))
+        rng = np.random.default_rng(12345)
+        rng.shuffle(out)
+        return out[: self.cfg.val_windows]
+
+    def collate(self, windows: list[tuple[int, int]], torch_mod, labels: np.ndarray | None = None) -> dict:
+        """Padded tensors for a list of windows. Bars over L are cut to L tokens (and counted in
+        the dataset manifest). A bar's last target is the next bar's Bar token, or EOS."""
+        torch = torch_mod
+        ds, T, L = self.ds, self.cfg.bars, self.L
+        labels = self.labels if labels is None else labels
+        b = len(windows)
+        spans = []
+        n = 8
+        for piece, start in windows:
+            first, last = ds.piece_bars[piece], ds.piece_bars[piece + 1]
+            bars = list(range(first + start, min(first + start + T, last)))
+            spans.append((bars, last))
+            for bi in bars:
+                n = max(n, min(int(ds.bar_offsets[bi + 1] - ds.bar_offsets[bi]), L))
+        n = min(-(-n // 8) * 8, L)  # pad to a multiple of 8, for tidy matmuls
+        tokens = np.zeros((b, T, n), np.int64)
+        targets = np.full((b, T, n), -100, np.int64)
+        lens = np.zeros((b, T), np.int64)
+        rhythm = np.zeros((b, T, 16), np.float32)
+        key = np.zeros((b, T), np.int64)
+        eos = ds.vocab.eos
+        for i, (bars, last) in enumerate(spans):
+            for j, bi in enumerate(bars):
+                s, e = int(ds.bar_offsets[bi]), int(ds.bar_offsets[bi + 1])
+                ids = np.asarray(ds.tokens[s : min(e, s + n)], np.int64)
+                k = len(ids)
+                tokens[i, j, :k] = ids
+                targets[i, j, : k - 1] = ids[1:]
+                if e - s > k:
+                    targets[i, j, k - 1] = int(ds.tokens[s + k])
+                else:
+                    targets[i, j, k - 1] = int(ds.tokens[e]) if bi + 1 < last else eos
+                lens[i, j] = k
+                rhythm[i, j] = ds.rhythm[bi]
+                key[i, j] = ds.bar_key[bi]
+        lab = np.array([labels[p] for p, _ in windows], np.int64).reshape(b, 2)
+        return {
+            "tokens": torch.from_numpy(tokens),
+            "targets": torch.from_numpy(targets),
+            "lens": torch.from_numpy(lens),
+            "rhythm": torch.from_numpy(rhythm),
+            "key": torch.from_numpy(key),
+            "labels": torch.from_numpy(lab),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed
+
+
+def _dist_env() -> tuple[int, int, int]:
+    """rank, local rank, world size from torchrun's environment (1 process without it)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"])
+    return 0, 0, 1
+
+
+def _make_reduction(world: int):
+    from emocompose.model.gmvae import Reduction
+
+    if world == 1:
+        return Reduction()
+    import torch.distributed as dist
+
+    class DistReduction(Reduction):
+        def count(self, n):
+            n = n.detach().clone().float()
+            dist.all_reduce(n)
+            return n
+
+        def others_sum(self, x):
+            y = x.detach().clone()
+            dist.all_reduce(y)
+            return y - x.detach()
+
+    r = DistReduction()
+    r.world = world
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedule, precision, peak
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory instead of returning it to the OS.
+
+    A training step allocates tensors of tens of MB; glibc hands allocations that large back to
+    the OS when freed, so every step pays page faults to get them again (measured: the first
+    steps ran 1.5x slower). With mmap off and trimming raised, the heap is reused.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-4, 0)  # M_MMAP_MAX: never mmap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GB of freed memory
+    except (OSError, AttributeError):
+        pass
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def matmul_peak(dtype_name: str = "bf16", seconds: float = 0.5) -> float:
+    """FLOP/s of a large square matmul on this machine, the denominator of MFU."""
+    import torch
+
+    dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+    a = torch.randn(1024, 1024, dtype=dtype)
+    b = torch.randn(1024, 1024, dtype=dtype)
+    a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return 2 * 1024**3 * n / (time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _opt_tensors(model, opt) -> dict:
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if not st:
+                continue
+            n = names[id(p)]
+            out[f"opt.exp_avg.{n}"] = st["exp_avg"]
+            out[f"opt.exp_avg_sq.{n}"] = st["exp_avg_sq"]
+            out[f"opt.step.{n}"] = st["step"].reshape(1).float()
+    return out
+
+
+def _load_opt(model, opt, tensors: dict) -> None:
+    import torch
+
+    for n, p in model.named_parameters():
+        if f"opt.exp_avg.{n}" in tensors:
+            opt.state[p] = {
+                "step": tensors[f"opt.step.{n}"].reshape(()).clone(),
+                "exp_avg": tensors[f"opt.exp_avg.{n}"].clone(),
+                "exp_avg_sq": tensors[f"opt.exp_avg_sq.{n}"].clone(),
+            }
+    del torch
+
+
+def model_meta(model, vocab, loss_cfg, train_cfg, step: int, extra: dict | None = None) -> dict:
+    from emocompose.checkpoint import FORMAT, KIND_MODEL
+
+    return {
+        "format": FORMAT,
+        "kind": KIND_MODEL,
+        "model": model.config.to_dict(),
+        "vocab": vocab.to_dict(),
+        "loss": loss_cfg.to_dict(),
+        "train": train_cfg.to_dict(),
+        "step": step,
+        **(extra or {}),
+    }
+
+
+def save_run(run: Path, model, opt, vocab, loss_cfg, train_cfg, step: int, extra: dict) -> None:
+    """The training state (weights + optimizer) and the model alone, each written atomically."""
+    from emocompose import checkpoint
+    from emocompose.atomic import write_text
+
+    meta = model_meta(model, vocab, loss_cfg, train_cfg, step, extra)
+    weights = dict(model.state_dict())
+    checkpoint.save(run / "train_state.safetensors", {**weights, **_opt_tensors(model, opt)},
+                    {**meta, "kind": checkpoint.KIND_TRAIN})  # fmt: skip
+    checkpoint.save(run / "model.safetensors", weights, meta)
+    write_text(run / "config.json", json.dumps(meta, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(
+    dataset: str,
+    out: str,
+    cfg: TrainConfig,
+    loss_cfg=None,
+    *,
+    resume: bool = False,
+    on_log: Callable[[dict], None] | None = None,
+    threads: int | None = None,
+) -> dict:
+    import torch
+
+    from emocompose import checkpoint
+    from emocompose.atomic import write_text
+    from emocompose.model.config import preset
+    from emocompose.model.gmvae import CDGMVAE, LossConfig, param_init_scale
+
+    loss_cfg = loss_cfg or LossConfig()
+    rank, local_rank, world = _dist_env()
+    if cfg.batch % world:
+        raise UsageError(f"--batch {cfg.batch} must divide among {world} processes")
+    if threads:
+        torch.set_num_threads(threads)
+    keep_freed_memory()
+    ddp = world > 1
+    if ddp:
+        import torch.distributed as dist
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "fp32" if device.type == "cuda" else "bf16"
+
+    ds = Dataset(dataset)
+    win = Windows(ds, cfg)
+    run = Path(out)
+    state_file = run / "train_state.safetensors"
+    start_step = 0
+    model_cfg = preset(cfg.preset, len(ds.vocab))
+    torch.manual_seed(cfg.seed)
+    model = CDGMVAE(model_cfg)
+    param_init_scale(model)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "prior" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "prior" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
+    )  # fmt: skip
+    if resume and state_file.exists():
+        meta = checkpoint.read_meta(state_file)
+        if meta.get("kind") != checkpoint.KIND_TRAIN:
+            raise ModelError("not a training state (resume needs train_state.safetensors)", str(state_file))
+        if meta["vocab"]["fingerprint"] != ds.vocab.fingerprint:
+            raise ModelError("the run was trained on another token vocabulary than this dataset's", str(state_file))
+        if meta["model"] != model_cfg.to_dict():
+            raise ModelError(f"the run is preset {meta['train'].get('preset')}, not {cfg.preset}", str(state_file))
+        tensors = checkpoint.load_tensors(state_file)
+        weights = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
+        checkpoint.check_state(state_file, model.state_dict(), weights)
+        model.load_state_dict(weights)
+        _load_opt(model, opt, tensors)
+        start_step = int(meta["step"])
+    elif resume and rank == 0 and (run / "model.safetensors").exists() and not state_file.exists():
+        raise ModelError("run folder has no train_state.safetensors to resume from", str(run))
+    model.to(device)
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # every rank starts from rank 0's weights (identical anyway: same seed or same checkpoint)
+        ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    else:
+        ddp_model = model
+    red = _make_reduction(world)
+
+    if rank == 0:
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+            probe = run / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"cannot write the run folder: {exc.strerror}", str(run)) from None
+        log_path = run / "log.jsonl"
+        # a resumed run forgets log lines past its checkpoint (they will be written again)
+        kept = []
+        if resume and log_path.exists():
+            kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+        write_text(log_path, "".join(ln + "\n" for ln in kept))
+
+    per_rank = cfg.batch // world
+    epoch_steps = max(1, math.ceil(win.train_bars / (cfg.batch * cfg.bars)))
+    peak = matmul_peak("bf16" if precision == "bf16" else "fp32", 0.3) if device.type == "cpu" else None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    extra = {"supervision_rate": round(win.supervision, 4), "precision": precision, "world": world}
+    t_last, tok_since, pad_since = time.perf_counter(), 0, 0
+    last = {}
+    step = start_step
+    for step in range(start_step, cfg.steps):
+        model.train()
+        windows = win.sample(step)[rank * per_rank : (rank + 1) * per_rank]
+        batch = win.collate(windows, torch)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        eps = torch.randn(cfg.batch, cfg.bars, 2, model_cfg.latent, generator=gen)
+        batch["eps"] = eps[rank * per_rank : (rank + 1) * per_rank, : batch["tokens"].shape[1]]
+        batch = {k: v.to(device) for k, v in batch.items()}
+        torch.manual_seed(cfg.seed * 7919 + step * 31 + rank)  # dropout masks
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        with autocast:
+            loss, parts, acc = ddp_model(batch, loss_cfg, step, red)  # forward is `losses`
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        tok_since += int((batch["targets"] >= 0).sum())
+        pad_since += batch["tokens"].numel()
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            vals = {k: float(v.detach()) for k, v in parts.items()}
+            if ddp:
+                vals = _sum_over_ranks(vals, exclude=("cat", "beta"))
+            dt = time.perf_counter() - t_last
+            rec = {"step": done, **{k: round(v, 5) for k, v in vals.items()}, "lr": lr_at(step, cfg),
+                   "grad_norm": round(float(gnorm), 4), "tokens_per_s": round(tok_since * world / dt, 1)}  # fmt: skip
+            if peak:
+                rec["mfu"] = round(model.flops_per_token(batch["tokens"].shape[2]) * pad_since * world / dt / peak, 4)
+            t_last, tok_since, pad_since = time.perf_counter(), 0, 0
+            last = rec
+            if rank == 0:
+                _append_log(run / "log.jsonl", rec)
+                if on_log:
+                    on_log(rec)
+        if done % epoch_steps == 0 or done == cfg.steps:
+            val = validate(model, win, loss_cfg, done, device, autocast)
+            if rank == 0:
+                rec = {"step": done, "epoch": round(done / epoch_steps, 2), **val}
+                _append_log(run / "log.jsonl", rec)
+                last.update(val)
+                if on_log:
+                    on_log(rec)
+        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            save_run(run, model, opt, ds.vocab, loss_cfg, cfg, done, extra)
+    if ddp:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"step": max(step + 1, start_step), **last}
+
+
+def _sum_over_ranks(vals: dict, exclude=()) -> dict:
+    import torch
+    import torch.distributed as dist
+
+    keys = sorted(k for k in vals if k not in exclude)
+    t = torch.tensor([vals[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {**vals, **dict(zip(keys, t.tolist()))}
+
+
+def _append_log(path: Path, rec: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+
+
+def validate(model, win: Windows, loss_cfg, step: int, device, autocast) -> dict:
+    """Validation loss on EMOPIA-val windows (labels hidden for the loss, as at test time) and the
+    accuracy of q(y|x) per axis on its labelled pieces."""
+    import torch
+
+    windows = win.val_windows()
+    if not windows:
+        return {}
+    model.eval()
+    out = {"val_rec": 0.0, "val_loss": 0.0}
+    right = {"arousal": 0, "valence": 0}
+    count = {"arousal": 0, "valence": 0}
+    with torch.no_grad(), autocast:
+        for i in range(0, len(windows), 8):
+            chunk = windows[i : i + 8]
+            batch = win.collate(chunk, torch, labels=win.ds.labels)
+            true = batch["labels"].clone()
+            batch["labels"] = torch.full_like(true, -1)
+            batch["eps"] = torch.zeros(len(chunk), batch["tokens"].shape[1], 2, model.config.latent)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            _, parts, _ = model.losses(batch, replace(loss_cfg, kl_warmup=1), step)
+            out["val_rec"] += float(parts["rec"]) * len(chunk)
+            out["val_loss"] += float(parts["loss"]) * len(chunk)
+            (mu_r, _, mu_k, _), _ = model.encode(batch["tokens"], batch["lens"])
+            mask = batch["lens"] > 0
+            for axis, (prior, mu) in zip(("arousal", "valence"), ((model.prior_r, mu_r), (model.prior_k, mu_k))):
+                lab = true[:, 0 if axis == "arousal" else 1].to(device)
+                pred = prior.class_logits(mu, mask).argmax(-1)
+                has = lab >= 0
+                right[axis] += int(((pred == lab) & has).sum())
+                count[axis] += int(has.sum())
+    n = len(windows)
+    out = {k: round(v / n, 5) for k, v in out.items()}
+    for axis in right:
+        if count[axis]:
+            out[f"val_acc_{axis}"] = round(right[axis] / count[axis], 4)
+    return out

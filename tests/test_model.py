@@ -1,0 +1,146 @@
+"""Properties of the model on tiny configurations: memory equals a long pass, the cache equals a
+full recompute, alpha = 1 is the plain KL term, and the MI identity of the class KL."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emocompose.model.config import ModelConfig, preset
+from emocompose.model.gmvae import CDGMVAE, LossConfig
+from emocompose.model.layers import StepCache, XLStack, sinusoid, skew
+from emocompose.model.prior import MixturePrior
+
+torch.manual_seed(0)
+
+
+def test_skew_reads_each_key_at_its_distance():
+    q, k = 5, 12
+    x = torch.randn(3, q, k + q - 1)
+    distances = torch.arange(k - 1, -q, -1)  # column c holds distance k-1-c
+    y = skew(x, k)
+    for i in range(q):
+        for j in range(k):
+            c = int((distances == (k - q + i) - j).nonzero())
+            assert torch.equal(y[:, i, j], x[:, i, c])
+
+
+def _stack(causal):
+    return XLStack(2, 16, 2, 32, 0.0, causal=causal).eval()
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["decoder", "encoder"])
+def test_memory_bar_by_bar_equals_all_bars_at_once(causal):
+    st = _stack(causal)
+    b, t, n, d = 2, 3, 6, 16
+    x, cond = torch.randn(b, t, n, d), torch.randn(b, t, d)
+    lens = torch.tensor([[6, 4, 5], [3, 6, 2]])
+    full, _ = st(x, lens, cond=cond)
+    mems = mem_lens = None
+    outs = []
+    for tau in range(t):  # one bar per call, the memory carried by hand
+        o, mems = st(x[:, tau : tau + 1], lens[:, tau : tau + 1], mems, mem_lens, cond=cond[:, tau : tau + 1])
+        mem_lens = lens[:, tau]
+        outs.append(o)
+    real = torch.arange(n) < lens[..., None]
+    assert torch.allclose(torch.cat(outs, 1)[real], full[real], atol=1e-6)
+
+
+def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
+    """Bar 2 attending to bar 1 through the memory is one causal pass over both bars, except
+    that bar 1's own layer inputs are what bar 2 sees (stop-gradient, same values)."""
+    st = _stack(True)
+    n, d = 5, 16
+    x = torch.randn(1, 2, n, d)
+    lens = torch.tensor([[n, n]])
+    out, _ = st(x, lens)
+    # the equivalent: one segment of 2n tokens, layer by layer, causal mask, no memory
+    h = x.reshape(1, 2 * n, d)
+    for layer in st.layers:
+        mask = torch.ones(2 * n, 2 * n, dtype=torch.bool).tril()
+        mask[n:, :n] = True  # bar 2 sees all of bar 1
+        mask[:n, :] = torch.ones(n, 2 * n, dtype=torch.bool).tril()
+        empty = h[:, :0]
+        h = layer(h, empty, mask[None])
+    long = st.ln(h).view(1, 2, n, d)
+    assert torch.allclose(long, out, atol=1e-5)
+
+
+def test_step_cache_equals_full_recompute():
+    st = _stack(True)
+    b, t, n, d = 3, 3, 7, 16
+    x, cond = torch.randn(b, t, n, d), torch.randn(b, t, d)
+    lens = torch.tensor([[7, 3, 5], [2, 7, 7], [4, 4, 1]])
+    full, _ = st(x, lens, cond=cond)
+    mems, mem_lens = [torch.zeros(b, 1, d) for _ in st.layers], torch.zeros(b, dtype=torch.long)
+    outs = []
+    for tau in range(t):
+        cache = StepCache(st, mems, mem_lens)
+        outs.append(torch.stack([cache.step(x[:, tau, i], cond[:, tau]) for i in range(n)], 1))
+        mems, mem_lens = cache.bar_memory(lens[:, tau])
+    real = torch.arange(n) < lens[..., None]
+    assert torch.allclose(torch.stack(outs, 1)[real], full[real], atol=1e-5)
+
+
+def test_alpha_one_is_the_plain_kl_term():
+    prior = MixturePrior(8, -2.0)
+    mu, lv = torch.randn(4, 3, 8), torch.randn(4, 3, 8) - 3
+    w = torch.softmax(torch.randn(4, 2), -1)
+    assert torch.allclose(prior.kl(mu, lv, w, 1.0), prior.kl_plain(mu, lv, w), atol=1e-5)
+    # below 1 only the spread of the means is discounted, and a one-hot label has no spread
+    assert (prior.kl(mu, lv, w, 0.2) <= prior.kl_plain(mu, lv, w) + 1e-6).all()
+    onehot = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0]), 2).float()
+    assert torch.allclose(prior.kl(mu, lv, onehot, 0.0), prior.kl_plain(mu, lv, onehot), atol=1e-5)
+
+
+def test_class_posterior_sums_to_one_and_mi_identity_holds():
+    prior = MixturePrior(8, -2.0)
+    z = torch.randn(16, 5, 8) * 0.3
+    mask = torch.rand(16, 5) > 0.2
+    mask[:, 0] = True
+    logq = torch.log_softmax(prior.class_logits(z, mask), -1)
+    q = logq.exp()
+    assert torch.allclose(q.sum(-1), torch.ones(16))
+    # mean_x KL(q(y|x) || p(y)) = MI(x; y) + KL(q_bar || p), with q_bar the batch mean
+    log_p = prior.log_py
+    mean_kl = (q * (logq - log_p)).sum(-1).mean()
+    q_bar = q.mean(0)
+    mi = (q * (logq - torch.log(q_bar))).sum(-1).mean()
+    kl_bar = (q_bar * (torch.log(q_bar) - log_p)).sum()
+    assert torch.allclose(mean_kl, mi + kl_bar, atol=1e-6)
+
+
+def _batch(cfg: ModelConfig, b=3, t=4, n=9):
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(2, cfg.vocab_size, (b, t, n), generator=g)
+    lens = torch.tensor([[9, 5, 7, 0], [3, 9, 9, 9], [1, 2, 3, 4]])
+    targets = torch.where(torch.arange(n) < lens[..., None], torch.randint(2, cfg.vocab_size, (b, t, n), generator=g), -100)
+    return {
+        "tokens": tokens, "lens": lens, "targets": targets,
+        "rhythm": torch.randint(0, 3, (b, t, 16)).float(), "key": torch.randint(0, 24, (b, t)),
+        "labels": torch.tensor([[1, 0], [-1, -1], [0, 1]]), "eps": torch.randn(b, t, 2, cfg.latent, generator=g),
+    }  # fmt: skip
+
+
+def test_losses_are_finite_and_every_weight_learns():
+    cfg = preset("tiny", 60)
+    model = CDGMVAE(cfg)
+    loss, parts, _ = model.losses(_batch(cfg), LossConfig(kl_warmup=1), step=0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    silent = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not silent, silent
+
+
+def test_gradient_reversal_pushes_encoders_against_the_adversary():
+    cfg = preset("tiny", 60)
+    model = CDGMVAE(cfg)
+    batch = _batch(cfg)
+    grads = {}
+    for w in (0.0, 1.0):
+        model.zero_grad()
+        _, parts, _ = model.losses(batch, LossConfig(adv_weight=w), step=0)
+        parts["adv_k"].backward()  # key read from z_r
+        grads[w] = model.post_r.weight.grad.clone()
+    assert grads[0.0].abs().sum() == 0  # weight 0: the encoder is untouched by the adversary
+    assert grads[1.0].abs().sum() > 0
