@@ -268,42 +268,47 @@ def preprocess(
 def train(
     dataset: str = typer.Argument(..., help="A dataset folder made by `emocompose preprocess`."),
     out: str = typer.Option(..., "--out", "-o", help="The run folder (checkpoints, log.jsonl)."),
-    preset: str = typer.Option("small", help="Model size: tiny (tests), small (CPU default), paper (GPU)."),
-    steps: int = typer.Option(8000, help="Total steps to reach (a resumed run stops there too)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/train_state.safetensors."),
-    batch: int = typer.Option(8, help="Windows per step, over all processes."),
-    bars: int = typer.Option(16, help="Bars per window (T)."),
-    lr: float = typer.Option(5e-4, help="Peak learning rate."),
-    seed: int = typer.Option(0),
-    alpha: float = typer.Option(0.2, help="Variance penalty on the mixture means (1 = plain ELBO)."),
-    mi: bool = typer.Option(True, "--drop-mi/--keep-mi", help="Drop the mutual-information part of the class KL."),
-    rho: float = typer.Option(1.0, help="Supervision rate: keep labels on at most this share of bars."),
-    kl_weight: float = typer.Option(1.0, help="Weight of KL_z."),
-    kl_warmup: int = typer.Option(1000, help="Steps of linear KL warm-up."),
-    free_bits: float = typer.Option(0.25, help="Nats per latent dimension free of KL pressure."),
-    checkpoint_every: int = typer.Option(100, help="Steps between checkpoints."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CPU, fp32 on GPU), bf16 or fp32."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/train_state.safetensors, with the "
+                                "run's own options unless given again."),  # fmt: skip
+    preset: Optional[str] = typer.Option(None, help="Model size: tiny (tests), small (CPU default), paper (GPU). Default: small."),
+    steps: Optional[int] = typer.Option(None, help="Total steps to reach (a resumed run stops there too). Default: 8000."),
+    batch: Optional[int] = typer.Option(None, help="Windows per step, over all processes. Default: 8."),
+    bars: Optional[int] = typer.Option(None, help="Bars per window (T). Default: 16."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate. Default: 5e-4."),
+    seed: Optional[int] = typer.Option(None, help="[default: 0]"),
+    alpha: Optional[float] = typer.Option(None, help="Variance penalty on the mixture means (1 = plain ELBO). Default: 0.2."),
+    mi: Optional[bool] = typer.Option(None, "--drop-mi/--keep-mi", help="Drop the mutual-information part of the class KL. Default: drop."),
+    rho: Optional[float] = typer.Option(None, help="Supervision rate: keep labels on at most this share of bars. Default: 1."),
+    kl_weight: Optional[float] = typer.Option(None, help="Weight of KL_z. Default: 1."),
+    kl_warmup: Optional[int] = typer.Option(None, help="Steps of linear KL warm-up. Default: 1000."),
+    free_bits: Optional[float] = typer.Option(None, help="Nats per latent dimension free of KL pressure. Default: 0.25."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints. Default: 100."),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 on CPU, fp32 on GPU), bf16 or fp32. Default: auto."),
     threads: int = typer.Option(0, help="CPU threads (0: torch's default)."),
 ) -> None:
     """Train the CDGMVAE on a dataset; resumable, and data-parallel under torchrun.
 
-    Example: emocompose train data/all --out runs/small --steps 8000   (then --resume after a stop)
+    Examples:
+      emocompose train data/all --out runs/small
+      emocompose train data/all --out runs/small --resume              (after a stop: same options)
+      emocompose train data/all --out runs/small --resume --steps 12000 (train on, further)
+      torchrun --nproc_per_node 2 -m emocompose train data/all --out runs/ddp
     """
-    from emocompose.model.gmvae import LossConfig
-    from emocompose.train import TrainConfig
+    from emocompose.train import resolve_configs
     from emocompose.train import train as run
 
-    if precision not in ("auto", "bf16", "fp32"):
+    if precision not in (None, "auto", "bf16", "fp32"):
         raise UsageError("--precision takes auto, bf16 or fp32")
-    cfg = TrainConfig(preset=preset, steps=steps, batch=batch, bars=bars, lr=lr, seed=seed, rho=rho,
-                      checkpoint_every=checkpoint_every, precision=precision)  # fmt: skip
-    loss = LossConfig(alpha=alpha, drop_mi=mi, kl_weight=kl_weight, kl_warmup=kl_warmup, free_bits=free_bits)
+    given = {"preset": preset, "steps": steps, "batch": batch, "bars": bars, "lr": lr, "seed": seed, "rho": rho,
+             "checkpoint_every": checkpoint_every, "precision": precision, "alpha": alpha, "drop_mi": mi,
+             "kl_weight": kl_weight, "kl_warmup": kl_warmup, "free_bits": free_bits}  # fmt: skip
+    cfg, loss = resolve_configs(out, resume, {k: v for k, v in given.items() if v is not None})
     rank0 = os.environ.get("RANK", "0") == "0"
     if not rank0:
         run(dataset, out, cfg, loss, resume=resume, threads=threads or None)
         return
     with _progress() as prog:
-        task = prog.add_task("train", total=steps, info="")
+        task = prog.add_task("train", total=cfg.steps, info="")
 
         def log(rec: dict) -> None:
             if "loss" in rec:
@@ -311,6 +316,8 @@ def train(
                         f"f_r {rec['f_r']:.3f} f_k {rec['f_k']:.3f} | {rec['tokens_per_s']:.0f} tok/s"
                         + (f" MFU {rec['mfu']:.0%}" if "mfu" in rec else ""))  # fmt: skip
                 prog.update(task, completed=rec["step"], info=info)
+                if not prog.console.is_terminal:  # a log file gets one line per record
+                    prog.console.print(f"step {rec['step']}: {info}")
             else:
                 prog.console.print(f"step {rec['step']} (epoch {rec.get('epoch')}): " + ", ".join(
                     f"{k} {v}" for k, v in rec.items() if k.startswith("val")))  # fmt: skip
@@ -320,11 +327,246 @@ def train(
 
 
 # ---------------------------------------------------------------------------------------------
+# generate / transform / swap
+
+
+def _load_composer(model: Optional[str]):
+    from emocompose.compose import Composer
+
+    return Composer.load(model)
+
+
+def _read_piece(composer, path: str):
+    """A Grid from a file or '-' (stdin), through the model's tokenizer."""
+    from emocompose.midi import read_input
+
+    data = read_input(path)
+    return composer.tok.grid(composer.tok.load(path if path != "-" else "<stdin>", data=data))
+
+
+def _emit(results, out: Optional[str], default_name, as_json: bool, composer, t0: float, extra=None) -> None:
+    """Write each result's MIDI; auto-named files never overwrite (a taken name gets a suffix)."""
+    import time
+
+    from emocompose.atomic import write_bytes
+
+    many = len(results) > 1
+    if out == "-" and many:
+        raise UsageError("-o - writes one MIDI to stdout; use a folder for several outputs")
+    for i, r in enumerate(results):
+        data = composer.tok.to_midi(r.grid)
+        if out == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            path = "-"
+        elif out is not None and not many and not out.endswith(("/", os.sep)) and not Path(out).is_dir():
+            write_bytes(out, data)
+            path = out
+        else:
+            folder = Path(out) if out else Path(".")
+            folder.mkdir(parents=True, exist_ok=True)
+            path = str(_claim(folder, default_name(i, r), data))
+        record = {"path": path, "emotion": r.emotion, "bars": int(r.grid.n_bars), "notes": int(r.grid.n_notes),
+                  "seed": r.seed, "seconds": round(time.perf_counter() - t0, 3), **(extra(r) if extra else {})}  # fmt: skip
+        if as_json:
+            print(json.dumps(record), flush=True)
+        else:
+            say(f"wrote [bold]{path}[/] ({record['bars']} bars, {record['notes']} notes)")
+
+
+def _claim(folder: Path, name: str, data: bytes) -> Path:
+    """Write `data` under `name` in `folder`, or name-1, name-2, ... if taken (atomic, exclusive)."""
+    from emocompose.atomic import write_bytes
+
+    stem, suffix = os.path.splitext(name)
+    for k in range(10_000):
+        path = folder / (name if k == 0 else f"{stem}-{k}{suffix}")
+        if path.exists():
+            continue
+        try:
+            write_bytes(path, data, exclusive=True)
+            return path
+        except FileExistsError:
+            continue
+    raise UsageError(f"no free file name for {name} in {folder}")
+
+
+MODEL_OPT = typer.Option(None, "--model", "-m", help="A model file (safetensors); default: the shipped model.")
+SEED_OPT = typer.Option(0, help="Random seed: the same seed gives the same bytes.")
+JSON_OPT = typer.Option(False, "--json", help="One JSON object per output on stdout (path, emotion, bars, seed, seconds).")
+
+
+@app.command()
+def generate(
+    emotion: Optional[str] = typer.Option(None, "--emotion", "-e", help="happy, tense, sad or calm (or Q1-Q4)."),
+    arousal: Optional[float] = typer.Option(None, help="Instead of --emotion: arousal in [-1, 1] (-1 calm .. 1 excited)."),
+    valence: Optional[float] = typer.Option(None, help="With --arousal: valence in [-1, 1] (-1 negative .. 1 positive)."),
+    bars: int = typer.Option(20, help="Bars per piece."),
+    count: int = typer.Option(1, "--count", "-n", help="Pieces to write (decoded as one batch)."),
+    seed: int = SEED_OPT,
+    temperature: float = typer.Option(1.0, help="Token sampling temperature (0: always the likeliest token)."),
+    top_p: float = typer.Option(0.95, help="Nucleus sampling: keep the likeliest tokens up to this probability."),
+    tempo: Optional[float] = typer.Option(None, help="Fix the tempo (BPM) instead of letting the model choose."),
+    out: Optional[str] = typer.Option(None, "-o", "--out", help="A .mid file, a folder (for several), or - for stdout. "
+                                      "Default: EMOTION_SEED_I.mid in the current folder, never overwriting."),  # fmt: skip
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Compose new music that carries an emotion.
+
+    Examples:
+      emocompose generate --emotion happy --bars 20 -o happy.mid
+      emocompose generate --emotion sad --count 8 -o sad/ --json
+      emocompose generate --arousal 0.5 --valence -0.8 -o -  > tense-ish.mid
+    """
+    import time
+
+    _check_limits(bars=bars, count=count)
+    if emotion is None and (arousal is None or valence is None):
+        raise UsageError("give --emotion (happy, tense, sad, calm) or both --arousal and --valence")
+    t0 = time.perf_counter()
+    composer = _load_composer(model)
+    results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
+                                temperature=temperature, top_p=top_p, tempo=tempo)  # fmt: skip
+    _emit(results, out, lambda i, r: f"{r.emotion}_{seed}_{i}.mid", as_json, composer, t0)
+
+
+@app.command()
+def transform(
+    inputs: List[str] = typer.Argument(..., help="MIDI files or folders; - reads one MIDI from stdin."),
+    to: str = typer.Option(..., "--to", "-t", help="Target emotion: happy, tense, sad or calm."),
+    lam: float = typer.Option(1.0, "--lambda", "-l", help="Strength in [0, 1]: 0 re-decodes the piece, 1 moves it all the way."),
+    source: Optional[str] = typer.Option(None, "--from", help="The piece's emotion, if you know it (default: inferred)."),
+    seed: int = SEED_OPT,
+    temperature: float = typer.Option(0.8, help="Token sampling temperature."),
+    top_p: float = typer.Option(0.9, help="Nucleus sampling threshold."),
+    out: Optional[str] = typer.Option(None, "-o", "--out", help="Output file (one input), folder, or -. "
+                                      "Default: NAME_to_EMOTION.mid in the current folder."),  # fmt: skip
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Rewrite pieces to carry another emotion, keeping meter, tempo and instruments.
+
+    Examples:
+      emocompose transform song.mid --to sad --lambda 0.7 -o song_sad.mid
+      emocompose transform clips/ --to calm -o calm/ --json
+      cat song.mid | emocompose transform - --to happy -o - > happy.mid
+    """
+    import time
+
+    from emocompose.compose import parse_emotion
+    from emocompose.dataset import find_inputs
+
+    parse_emotion(to)
+    if source:
+        parse_emotion(source)
+    if not 0.0 <= lam <= 1.0:
+        raise UsageError(f"--lambda must be in [0, 1], got {lam}")
+    files = [f for f in inputs if f == "-"] + find_inputs([f for f in inputs if f != "-"])
+    if not files:
+        raise UsageError("no MIDI files found in the inputs given")
+    composer = _load_composer(model)
+    target = out if len(files) == 1 else (out or ".") + ("" if (out or ".").endswith("/") else "/")
+
+    def one(path: str) -> None:
+        t0 = time.perf_counter()
+        grid = _read_piece(composer, path)
+        _check_limits(bars=grid.n_bars)
+        r = composer.transform(grid, to, lam, source=source, seed=seed, temperature=temperature, top_p=top_p)
+        q = r.info["q"]
+        print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
+              f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}", file=sys.stderr)  # fmt: skip
+        stem = "stdin" if path == "-" else Path(path).stem
+        _emit([r], target, lambda i, _: f"{stem}_to_{to.lower()}.mid", as_json, composer, t0,
+              extra=lambda r: {"input": path, "source_emotion": r.info["source_emotion"], "q": r.info["q"], "lambda": lam})  # fmt: skip
+
+    raise typer.Exit(run_batch(files, one))
+
+
+@app.command()
+def swap(
+    a: str = typer.Argument(..., help="Piece A: gives the bars (meter, tempo, instruments) and the other feature."),
+    b: str = typer.Argument(..., help="Piece B: lends FEATURE."),
+    feature: str = typer.Option(..., "--feature", "-f", help="rhythm (z_r from B) or key (z_k from B)."),
+    seed: int = SEED_OPT,
+    temperature: float = typer.Option(0.8, help="Token sampling temperature."),
+    top_p: float = typer.Option(0.9, help="Nucleus sampling threshold."),
+    out: Optional[str] = typer.Option(None, "-o", "--out", help="Output file or -. Default: A_FEATURE_from_B.mid."),
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Give piece A the rhythm (or the key) of piece B.
+
+    The output has A's length; if B is shorter, its bars repeat from the start.
+
+    Example: emocompose swap a.mid b.mid --feature rhythm -o a_with_b_rhythm.mid
+    """
+    import time
+
+    if feature not in ("rhythm", "key"):
+        raise UsageError(f"--feature must be rhythm or key, got {feature!r}")
+    if a == "-" and b == "-":
+        raise UsageError("only one of A and B can be read from stdin")
+    t0 = time.perf_counter()
+    composer = _load_composer(model)
+    ga, gb = _read_piece(composer, a), _read_piece(composer, b)
+    _check_limits(bars=ga.n_bars)
+    r = composer.swap(ga, gb, feature, seed=seed, temperature=temperature, top_p=top_p)
+    name = f"{Path(a).stem}_{feature}_from_{Path(b).stem}.mid"
+    _emit([r], out, lambda i, _: name, as_json, composer, t0, extra=lambda r: r.info)
+
+
+def _check_limits(bars: int | None = None, count: int | None = None) -> None:
+    """Limits that keep a typo from occupying the machine for hours; each says how to lift it."""
+    max_bars = int(os.environ.get("EMOCOMPOSE_MAX_OUTPUT_BARS", 512))
+    max_count = int(os.environ.get("EMOCOMPOSE_MAX_COUNT", 256))
+    if bars is not None and not 1 <= bars <= max_bars:
+        raise UsageError(f"--bars must be 1..{max_bars} (raise the limit with EMOCOMPOSE_MAX_OUTPUT_BARS)")
+    if count is not None and not 1 <= count <= max_count:
+        raise UsageError(f"--count must be 1..{max_count} (raise the limit with EMOCOMPOSE_MAX_COUNT)")
+
+
+# ---------------------------------------------------------------------------------------------
+# shell completion
+
+
+class Shell(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+@app.command()
+def completions(shell: Shell = typer.Argument(..., help="bash, zsh or fish.")) -> None:
+    """Print the shell completion script (also committed in completions/).
+
+    Example: emocompose completions bash > ~/.local/share/bash-completion/completions/emocompose
+    """
+    sys.stdout.write(completion_script(shell.value))
+
+
+COMPLETE_VAR = "_EMOCOMPOSE_COMPLETE"
+
+
+def completion_script(shell: str) -> str:
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name="emocompose", complete_var=COMPLETE_VAR, shell=shell)
+
+
+# ---------------------------------------------------------------------------------------------
 # entry point
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     import click
+
+    if os.environ.get(COMPLETE_VAR):  # the shell asks for completions: typer answers, fast
+        from typer.completion import completion_init
+
+        completion_init()
+        app(prog_name="emocompose")
+        return
 
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="emocompose")

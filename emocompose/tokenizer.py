@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -178,6 +178,14 @@ class Grid:
     @property
     def n_notes(self) -> int:
         return len(self.pitch)
+
+    def clip_to_end(self, config: "TokenizerConfig") -> "Grid":
+        """The same notes, none sounding past the last bar line (for pieces that must end there)."""
+        bins = config.duration_array
+        end = int(self.bar_positions.sum())
+        left = end - (np.concatenate(([0], np.cumsum(self.bar_positions)))[self.bar] + self.pos)
+        fit = np.maximum(np.searchsorted(bins, left, side="right") - 1, 0)
+        return replace(self, dur=np.minimum(self.dur, fit))
 
     def bar_slice(self, start: int, stop: int) -> "Grid":
         """Bars start..stop-1 as a Grid of their own (bar numbers start again at 0)."""
@@ -400,7 +408,7 @@ def _meter(positions: int, per_quarter: int) -> tuple[int, int]:
 
 def grid_to_score(grid: Grid, config: TokenizerConfig):
     """A symusic Score at OUTPUT_TPQ ticks per quarter, one track per track class used."""
-    from symusic import Note, Score, Tempo, TimeSignature, Track
+    from symusic import Note, Score, Tempo, TextMeta, TimeSignature, Track
 
     step = OUTPUT_TPQ // config.positions_per_quarter
     starts = _cumsum0(grid.bar_positions * step)
@@ -424,6 +432,8 @@ def grid_to_score(grid: Grid, config: TokenizerConfig):
             prev_tempo = tb
     if grid.n_bars == 0:
         score.tempos.append(Tempo(0, 120.0))
+    else:  # a marker on the last bar line, so the file lasts all its bars even if they end silent
+        score.markers.append(TextMeta(int(starts[-1]), "end"))
     bins = config.duration_array
     for t in np.unique(grid.track).tolist():
         m = grid.track == t

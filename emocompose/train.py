@@ -218,7 +218,8 @@ def matmul_peak(dtype_name: str = "bf16", seconds: float = 0.5) -> float:
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
     a = torch.randn(1024, 1024, dtype=dtype)
     b = torch.randn(1024, 1024, dtype=dtype)
-    a @ b
+    for _ in range(5):  # warm up: the first products run slower
+        a @ b
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a @ b
@@ -284,6 +285,29 @@ def save_run(run: Path, model, opt, vocab, loss_cfg, train_cfg, step: int, extra
                     {**meta, "kind": checkpoint.KIND_TRAIN})  # fmt: skip
     checkpoint.save(run / "model.safetensors", weights, meta)
     write_text(run / "config.json", json.dumps(meta, indent=1))
+
+
+def resolve_configs(run: str | os.PathLike, resume: bool, given: dict):
+    """Train and loss configs from the options given; a resumed run keeps its own options
+    for whatever is not given again (so `--resume` alone continues exactly)."""
+    from emocompose import checkpoint
+    from emocompose.model.gmvae import LossConfig
+
+    train_names = set(TrainConfig.__dataclass_fields__)
+    loss_names = set(LossConfig.__dataclass_fields__)
+    unknown = set(given) - train_names - loss_names
+    if unknown:
+        raise UsageError(f"unknown training options: {', '.join(sorted(unknown))}")
+    saved_train, saved_loss = {}, {}
+    state = Path(run) / "train_state.safetensors"
+    if resume and state.exists():
+        meta = checkpoint.read_meta(state)
+        saved_train, saved_loss = meta.get("train", {}), meta.get("loss", {})
+    t = {**TrainConfig().to_dict(), **{k: v for k, v in saved_train.items() if k in train_names}}
+    lo = {**LossConfig().to_dict(), **{k: v for k, v in saved_loss.items() if k in loss_names}}
+    t.update({k: v for k, v in given.items() if k in train_names})
+    lo.update({k: v for k, v in given.items() if k in loss_names})
+    return TrainConfig(**t), LossConfig(**lo)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,10 +407,10 @@ def train(
 
     per_rank = cfg.batch // world
     epoch_steps = max(1, math.ceil(win.train_bars / (cfg.batch * cfg.bars)))
-    peak = matmul_peak("bf16" if precision == "bf16" else "fp32", 0.3) if device.type == "cpu" else None
+    peak = matmul_peak("bf16" if precision == "bf16" else "fp32", 1.0) if device.type == "cpu" else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     extra = {"supervision_rate": round(win.supervision, 4), "precision": precision, "world": world}
-    t_last, tok_since, pad_since = time.perf_counter(), 0, 0
+    t_last, tok_since, flops_since = time.perf_counter(), 0, 0.0
     last = {}
     step = start_step
     for step in range(start_step, cfg.steps):
@@ -406,8 +430,9 @@ def train(
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        tok_since += int((batch["targets"] >= 0).sum())
-        pad_since += batch["tokens"].numel()
+        real = int((batch["targets"] >= 0).sum())
+        tok_since += real
+        flops_since += model.flops_per_token(real / max(int((batch["lens"] > 0).sum()), 1)) * real
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             vals = {k: float(v.detach()) for k, v in parts.items()}
@@ -417,8 +442,8 @@ def train(
             rec = {"step": done, **{k: round(v, 5) for k, v in vals.items()}, "lr": lr_at(step, cfg),
                    "grad_norm": round(float(gnorm), 4), "tokens_per_s": round(tok_since * world / dt, 1)}  # fmt: skip
             if peak:
-                rec["mfu"] = round(model.flops_per_token(batch["tokens"].shape[2]) * pad_since * world / dt / peak, 4)
-            t_last, tok_since, pad_since = time.perf_counter(), 0, 0
+                rec["mfu"] = round(flops_since * world / dt / peak, 4)  # real tokens' FLOPs only
+            t_last, tok_since, flops_since = time.perf_counter(), 0, 0.0
             last = rec
             if rank == 0:
                 _append_log(run / "log.jsonl", rec)

@@ -97,3 +97,15 @@ def tiny_dataset(tmp_path_factory):
     out = root / "ds"
     preprocess([str(midi)], out, labels_csv=str(root / "labels.csv"), workers=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dataset, tmp_path_factory):
+    """A tiny model trained for a few steps: real weights in a real checkpoint file."""
+    from emocompose.model.gmvae import LossConfig
+    from emocompose.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("run")
+    train(str(tiny_dataset), str(run), TrainConfig(preset="tiny", steps=6, batch=4, bars=4, precision="fp32",
+                                                   checkpoint_every=6), LossConfig(kl_warmup=2))  # fmt: skip
+    return run / "model.safetensors"

@@ -35,13 +35,14 @@ def test_memory_bar_by_bar_equals_all_bars_at_once(causal):
     b, t, n, d = 2, 3, 6, 16
     x, cond = torch.randn(b, t, n, d), torch.randn(b, t, d)
     lens = torch.tensor([[6, 4, 5], [3, 6, 2]])
-    full, _ = st(x, lens, cond=cond)
+    h, pk, _ = st(x, lens, cond=cond)
+    full = pk.pad(h)
     mems = mem_lens = None
     outs = []
     for tau in range(t):  # one bar per call, the memory carried by hand
-        o, mems = st(x[:, tau : tau + 1], lens[:, tau : tau + 1], mems, mem_lens, cond=cond[:, tau : tau + 1])
-        mem_lens = lens[:, tau]
-        outs.append(o)
+        h, pk, (mems, mem_lens) = st(x[:, tau : tau + 1], lens[:, tau : tau + 1], mems, mem_lens, cond=cond[:, tau : tau + 1])
+        assert torch.equal(mem_lens, lens[:, tau])
+        outs.append(pk.pad(h))
     real = torch.arange(n) < lens[..., None]
     assert torch.allclose(torch.cat(outs, 1)[real], full[real], atol=1e-6)
 
@@ -53,7 +54,8 @@ def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
     n, d = 5, 16
     x = torch.randn(1, 2, n, d)
     lens = torch.tensor([[n, n]])
-    out, _ = st(x, lens)
+    h, pk, _ = st(x, lens)
+    out = pk.pad(h)
     # the equivalent: one segment of 2n tokens, layer by layer, causal mask, no memory
     h = x.reshape(1, 2 * n, d)
     for layer in st.layers:
@@ -71,7 +73,8 @@ def test_step_cache_equals_full_recompute():
     b, t, n, d = 3, 3, 7, 16
     x, cond = torch.randn(b, t, n, d), torch.randn(b, t, d)
     lens = torch.tensor([[7, 3, 5], [2, 7, 7], [4, 4, 1]])
-    full, _ = st(x, lens, cond=cond)
+    h, pk, _ = st(x, lens, cond=cond)
+    full = pk.pad(h)
     mems, mem_lens = [torch.zeros(b, 1, d) for _ in st.layers], torch.zeros(b, dtype=torch.long)
     outs = []
     for tau in range(t):

@@ -100,14 +100,13 @@ class CDGMVAE(nn.Module):
 
     def encode(self, tokens, lens, mems=None, mem_lens=None):
         """Per-bar posteriors. tokens (b, t, n). Returns (mu_r, logvar_r, mu_k, logvar_k), each
-        (b, t, latent), and the encoders' memories for a following chunk of bars."""
+        (b, t, latent), and the encoders' memories (per encoder: per-layer states, lengths) for a
+        following chunk of bars."""
         x = self.embed_tokens(tokens)
-        mask = (torch.arange(tokens.shape[-1], device=tokens.device) < lens[..., None]).to(x.dtype)[..., None]
         out, new = [], []
         for i, (enc, post) in enumerate(((self.enc_r, self.post_r), (self.enc_k, self.post_k))):
-            h, m = enc(x, lens, None if mems is None else mems[i], mem_lens)
-            pooled = (h * mask).sum(2) / mask.sum(2).clamp_min(1.0)
-            mu, logvar = post(pooled).float().chunk(2, dim=-1)
+            h, pk, m = enc(x, lens, None if mems is None else mems[i], mem_lens)
+            mu, logvar = post(pk.pool(h)).float().chunk(2, dim=-1)
             out += [mu, logvar.clamp(-12.0, 6.0)]
             new.append(m)
         return tuple(out), new
@@ -119,9 +118,9 @@ class CDGMVAE(nn.Module):
         return h @ self.embed.weight.T  # tied input and output embeddings
 
     def decode(self, tokens, lens, z_r, z_k, mems=None, mem_lens=None):
-        """Teacher-forced logits (b, t, n, vocab) and the decoder's memory for what follows."""
-        h, new = self.dec(self.embed_tokens(tokens), lens, mems, mem_lens, cond=self.condition(z_r, z_k))
-        return self.logits(h), new
+        """Teacher-forced decoder states of the real tokens (R, d), their `Packing`, and the
+        decoder's memory for what follows. Logits: `self.logits(h)`."""
+        return self.dec(self.embed_tokens(tokens), lens, mems, mem_lens, cond=self.condition(z_r, z_k))
 
     def priors(self):
         return (self.prior_r, self.prior_k)
@@ -137,12 +136,11 @@ class CDGMVAE(nn.Module):
         eps = batch["eps"]
         z_r = mu_r + torch.exp(0.5 * lv_r) * eps[:, :, 0]
         z_k = mu_k + torch.exp(0.5 * lv_k) * eps[:, :, 1]
-        logits, _ = self.decode(tokens, lens, z_r, z_k)
-
-        targets = batch["targets"]
-        real = targets >= 0
-        n_tok = red.count(real.sum())
-        rec = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum") / n_tok
+        h, pk, _ = self.decode(tokens, lens, z_r, z_k)
+        logits = self.logits(h)  # real tokens only
+        targets = batch["targets"].reshape(-1)[pk.rows]
+        n_tok = red.count((targets >= 0).sum())
+        rec = F.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum") / n_tok
 
         labels = batch["labels"]  # (b, 2): 1 high, 0 low, -1 unknown
         bars = bar_mask.float()
@@ -209,8 +207,9 @@ class CDGMVAE(nn.Module):
         return n - (self.embed.weight.numel() if non_embedding else 0)
 
     def flops_per_token(self, bar_tokens: int) -> float:
-        """Training FLOPs per (padded) token: 6 per weight per token in the transformer stacks, plus
-        attention over the bar and its memory (2 bars of keys), forward and backward."""
+        """Training FLOPs per token: 6 per weight per token in the transformer stacks and the
+        output layer, plus attention over a bar and its memory (`bar_tokens` each), forward and
+        backward (Kaplan et al. 2020's 6N, PaLM's attention term)."""
         c = self.config
         layers = 2 * c.enc_layers + c.dec_layers
         per_layer = 4 * c.d * c.d + c.d * c.d + 2 * c.d * c.ff  # qkv+o, relative projection, feed-forward

@@ -93,12 +93,12 @@ class XLLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, mem, mask):
-        """x (B, n, d) layer input; mem (B, m, d) right-aligned memory; mask (B, n, m+n)."""
+        """Padded form, x (B, n, d) layer input; mem (B, m, d) right-aligned memory; mask (B, n, m+n).
+        (The stack runs the packed form below; this one is the reference the tests compare to.)"""
         a = self.attn
         d = x.shape[-1]
-        hx, hm = self.ln1(x), self.ln1(mem)
-        q, kx, vx = self.qkv_split(hx)
-        km, vm = F.linear(hm, a.qkv.weight[d:]).split(d, dim=-1)
+        q, kx, vx = self.qkv_split(self.ln1(x))
+        km, vm = F.linear(self.ln1(mem), a.qkv.weight[d:]).split(d, dim=-1)
         k = torch.cat([km, kx], dim=1)
         v = torch.cat([vm, vx], dim=1)
         r = a.rel(k.shape[1], x.shape[1], x.device)
@@ -119,6 +119,82 @@ def right_align(h: torch.Tensor, lens: torch.Tensor, m: int) -> torch.Tensor:
     return h.reshape(N * n, d).index_select(0, flat).view(N, m, d)
 
 
+class Packing:
+    """Where the real tokens of a padded (b, t, n) batch of bars are, and how to group bars.
+
+    The stack keeps only real tokens, R rows of a flat (R, d) array, so projections and
+    feed-forward layers never touch padding (about half of a batch of real bars). Attention
+    needs rectangles: bars are sorted by length and cut into `groups` groups, each padded only
+    to its own longest bar. Row R of every source array is a zero row that padding points at.
+    """
+
+    def __init__(self, lens: torch.Tensor, n: int, mem_lens: torch.Tensor | None, groups: int = 3):
+        b, t = lens.shape
+        dev = lens.device
+        self.b, self.t, self.n = b, t, n
+        flat_lens = lens.reshape(-1)
+        self.R = int(flat_lens.sum())
+        self.start = torch.cumsum(flat_lens, 0) - flat_lens  # first row of each bar
+        j = torch.arange(n, device=dev)
+        real = j[None] < flat_lens[:, None]  # (N, n)
+        self.rows = (torch.arange(b * t, device=dev)[:, None] * n + j[None])[real]  # padded positions
+        self.bar_of_row = torch.arange(b * t, device=dev).repeat_interleave(flat_lens)
+        self.lens = flat_lens
+        # the bar before each bar: -1 for a sequence's first bar (external memory, if any)
+        tau = torch.arange(b * t, device=dev) % t
+        self.prev = torch.where(tau > 0, torch.arange(b * t, device=dev) - 1, -1)
+        ext = mem_lens if mem_lens is not None else torch.zeros(b, dtype=torch.long, device=dev)
+        self.ext_lens = ext
+        self.prev_len = torch.where(tau > 0, flat_lens[(self.prev).clamp_min(0)], ext.repeat_interleave(t) * (tau == 0))
+        live = torch.nonzero(flat_lens > 0)[:, 0]
+        order = live[torch.argsort(flat_lens[live], stable=True)]
+        self.groups = [g for g in torch.tensor_split(order, min(groups, max(len(order), 1))) if len(g)]
+
+    def index(self, bars: torch.Tensor, m0: int | None = None):
+        """Row indices (into [X; ext; zero]) for a group: own tokens (G, n_g), memory (G, m_g)
+        right-aligned, and their masks."""
+        lens = self.lens[bars]
+        n_g = int(lens.max())
+        j = torch.arange(n_g, device=bars.device)
+        own_ok = j[None] < lens[:, None]
+        zero = self.R + (0 if m0 is None else self.b * m0)  # the zero row of the memory source
+        own = torch.where(own_ok, self.start[bars, None] + j[None], self.R)  # ... and of the others
+        plen = self.prev_len[bars]
+        m_g = max(int(plen.max()), 1)
+        jm = torch.arange(m_g, device=bars.device)
+        mem_ok = jm[None] >= (m_g - plen)[:, None]
+        src = jm[None] - (m_g - plen)[:, None]
+        prev = self.prev[bars]
+        mem = torch.where(prev[:, None] >= 0, self.start[prev.clamp_min(0), None] + src, 0)
+        if m0 is not None:  # first bars read the external memory rows, right-aligned at m0
+            seq = bars // self.t
+            ext = self.R + seq[:, None] * m0 + (m0 - plen[:, None]) + src
+            mem = torch.where(prev[:, None] < 0, ext, mem)
+        mem = torch.where(mem_ok, mem, zero)
+        return own, own_ok, mem, mem_ok
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """(R, ...) real rows -> (b, t, n, ...) with zeros in the padding."""
+        out = x.new_zeros(self.b * self.t * self.n, *x.shape[1:])
+        out[self.rows] = x
+        return out.view(self.b, self.t, self.n, *x.shape[1:])
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of each bar's rows: (R, d) -> (b, t, d) (zeros for empty bars)."""
+        out = x.new_zeros(self.b * self.t, x.shape[-1]).index_add_(0, self.bar_of_row, x)
+        return (out / self.lens.clamp_min(1)[:, None].to(x.dtype)).view(self.b, self.t, -1)
+
+    def last_bar_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sequence's last bar from flat rows, right-aligned (b, n, d), and its length."""
+        last = torch.arange(self.b, device=x.device) * self.t + self.t - 1
+        lens = self.lens[last]
+        j = torch.arange(self.n, device=x.device)
+        src = j[None] - (self.n - lens[:, None])
+        ok = src >= 0
+        rows = torch.where(ok, self.start[last, None] + src.clamp_min(0), 0)
+        return x[rows.reshape(-1)].view(self.b, self.n, -1) * ok[..., None].to(x.dtype), lens
+
+
 class XLStack(nn.Module):
     """A stack of XL layers over bars: encoder (bidirectional within a bar) or decoder (causal)."""
 
@@ -129,47 +205,72 @@ class XLStack(nn.Module):
         self.causal = causal
 
     def forward(self, x, lens, mems=None, mem_lens=None, cond=None):
-        """All bars at once.
+        """All bars at once, on real tokens only.
 
         x (b, t, n, d) embeddings; lens (b, t) real tokens per bar (0 for a missing bar);
         mems: per layer (b, m0, d) right-aligned memory for bar 0 (or None), with mem_lens (b,);
         cond (b, t, d) added to every layer's input (the decoder's "in-attention").
-        Returns the output (b, t, n, d) and, per layer, the input of the last bar, right-aligned,
-        with its length: the memory for whatever bar comes next.
+        Returns the output as (R, d) rows with the `Packing` that places them, and, per layer,
+        the input of the last bar, right-aligned (b, n, d), with its length (b,): the memory for
+        whatever bar comes next.
         """
         b, t, n, d = x.shape
-        m = n if mems is None else max(n, mems[0].shape[1])
-        dev = x.device
-        lens_prev = torch.cat([mem_lens[:, None] if mems is not None else lens.new_zeros(b, 1), lens[:, :-1]], 1)
-        mask = self._mask(lens, lens_prev, n, m, dev).view(b * t, n, m + n)
+        pk = Packing(lens, n, mem_lens if mems is not None else None)
+        m0 = mems[0].shape[1] if mems is not None else None
+        idx = [pk.index(g, m0) for g in pk.groups]
+        X = x.reshape(b * t * n, d)[pk.rows]
+        cond_rows = cond.reshape(b * t, d)[pk.bar_of_row] if cond is not None else None
+        zero = X.new_zeros(1, d)
         new_mems = []
         for i, layer in enumerate(self.layers):
-            if cond is not None:
-                x = x + cond[:, :, None]
-            prev = torch.cat([x.new_zeros(b, 1, n, d), x[:, :-1]], 1).detach()
-            mem = right_align(prev.reshape(b * t, n, d), lens_prev.reshape(-1), m).view(b, t, m, d)
-            if mems is not None:  # bar 0 remembers the bar before this chunk
-                m0 = mems[i].detach()
-                mem[:, 0] = F.pad(m0, (0, 0, m - m0.shape[1], 0))
-            last = lens[:, -1]
-            new_mems.append(right_align(x[:, -1], last, n).detach())
-            x = layer(x.reshape(b * t, n, d), mem.reshape(b * t, m, d), mask).view(b, t, n, d)
-        return self.ln(x), new_mems
+            if cond_rows is not None:
+                X = X + cond_rows
+            mem_x, last_len = pk.last_bar_rows(X)
+            new_mems.append(mem_x.detach())
+            a = layer.attn
+            qkv = a.qkv(layer.ln1(X))
+            q_src = torch.cat([qkv[:, :d], zero])
+            kv_src = torch.cat([qkv[:, d:], zero.repeat(1, 2)])
+            # the memory is the previous bar's keys and values, with stop-gradient
+            mem_parts = [qkv[:, d:].detach()]
+            if mems is not None:
+                ext = F.linear(layer.ln1(mems[i].detach()), a.qkv.weight[d:]).reshape(-1, 2 * d)
+                mem_parts.append(ext.detach())
+            mem_src = torch.cat(mem_parts + [zero.repeat(1, 2)])
+            outs = []
+            for own, own_ok, mem, mem_ok in idx:
+                G, n_g = own.shape
+                q = a.split(q_src[own])
+                kc, vc = kv_src[own].split(d, dim=-1)
+                km, vm = mem_src[mem].split(d, dim=-1)
+                k = torch.cat([a.split(km), a.split(kc)], dim=-2)
+                v = torch.cat([a.split(vm), a.split(vc)], dim=-2)
+                mask = self._mask(own_ok, mem_ok)
+                r = a.rel(k.shape[-2], n_g, X.device)
+                y = a.merge(a.attend(q, k, v, r, mask[:, None]))
+                outs.append(y[own_ok])
+            y = torch.cat(outs)[self._inverse(idx, X.device)]
+            X = X + layer.drop(a.o(y))
+            X = X + layer.drop(layer.ff(layer.ln2(X)))
+        return self.ln(X), pk, (new_mems, last_len)
 
-    def _mask(self, lens, lens_prev, n, m, dev):
-        """(b, t, n, m+n): memory keys that are real, own-bar keys that are real (and not ahead)."""
-        j = torch.arange(m, device=dev)
-        mem_ok = j[None, None] >= (m - lens_prev)[..., None]  # (b, t, m)
-        jj = torch.arange(n, device=dev)
-        cur_ok = jj[None, None] < lens[..., None]  # (b, t, n)
-        mask = torch.cat([mem_ok[:, :, None].expand(-1, -1, n, -1), cur_ok[:, :, None].expand(-1, -1, n, -1)], -1)
+    @staticmethod
+    def _inverse(idx, device) -> torch.Tensor:
+        """Where each real row landed in the group-by-group concatenation."""
+        order = torch.cat([own[ok] for own, ok, _, _ in idx])
+        inv = torch.empty_like(order)
+        inv[order] = torch.arange(len(order), device=device)
+        return inv
+
+    def _mask(self, own_ok, mem_ok):
+        """(G, n, m+n): real memory keys, real own keys (not ahead, for the decoder)."""
+        n = own_ok.shape[1]
+        cur = own_ok[:, None, :].expand(-1, n, -1)
         if self.causal:
-            ahead = jj[None, :] > jj[:, None]  # (n, n) key after query
-            mask[..., m:] &= ~ahead
+            cur = cur & torch.ones(n, n, dtype=torch.bool, device=own_ok.device).tril()
         # a padding query with nothing to see attends to itself, so softmax stays finite
-        eye = torch.eye(n, dtype=torch.bool, device=dev)
-        mask[..., m:] |= eye
-        return mask
+        cur = cur | torch.eye(n, dtype=torch.bool, device=own_ok.device)
+        return torch.cat([mem_ok[:, None, :].expand(-1, n, -1), cur], -1)
 
 
 class StepCache:

@@ -1,0 +1,123 @@
+"""Generation speed: bar-by-bar decoding with the key/value cache against naive decoding that
+re-runs the decoder over the bar so far for every token, in one run, at batch 1 and 8.
+
+    python benchmarks/decode_speed.py [--model PATH] [--preset small] [--bars 8]
+
+Both decode with temperature 0 and the same grammar, so they must write the same tokens (checked).
+Without --model, a randomly initialised model of the preset is used (speed does not depend on
+the weights; the number of tokens per bar does, so each line prints it). Peak memory is each
+configuration's maximum resident set, measured in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def naive_decode(model, vocab, cond, plans):
+    """Greedy decoding without a cache: the whole bar so far goes through the decoder each step."""
+    import numpy as np
+    import torch
+
+    from emocompose.sampling import AFTER_BAR, Grammar, _next_state
+    from emocompose.tokenizer import PITCH, POSITION
+
+    B, T, d = cond.shape
+    L = vocab.config.max_bar_tokens
+    g = Grammar(vocab, L, cond.device)
+    out = [[] for _ in range(B)]
+    mems, mem_lens = [torch.zeros(B, 1, d) for _ in model.dec.layers], torch.zeros(B, dtype=torch.long)
+    for t in range(T):
+        seq = torch.tensor([[vocab.bar_token(p.positions[t]) for p in plans]]).T  # (B, 1)
+        state = torch.full((B,), AFTER_BAR)
+        pos, track = torch.full((B,), -1), torch.full((B,), -1)
+        length, done = torch.ones(B, dtype=torch.long), torch.zeros(B, dtype=torch.bool)
+        while True:
+            h, pk, _ = model.dec(model.embed(seq)[:, None], length[:, None], mems, mem_lens, cond=cond[:, t : t + 1])
+            last = pk.pad(h)[:, 0, :][torch.arange(B), length - 1]
+            mask = g.allowed(state, pos, torch.full((B,), plans[0].positions[t]), track, length)
+            nxt = model.logits(last).float().masked_fill(~mask, float("-inf")).argmax(-1)
+            ends = g.end[nxt] | (length >= L)
+            done |= ends
+            k, v = g.kind[nxt], g.value[nxt]
+            live = ~done
+            state = torch.where(live, _next_state(k, state), state)
+            pos = torch.where(live & (k == POSITION), v, pos)
+            track = torch.where(live & (k == PITCH), g.track[nxt], track)
+            if done.all():
+                break
+            seq = torch.cat([seq, torch.where(live, nxt, vocab.pad)[:, None]], 1)
+            length = length + live.long()
+        h, pk, (mems, mem_lens) = model.dec(model.embed(seq)[:, None], length[:, None], mems, mem_lens,
+                                            cond=cond[:, t : t + 1])  # fmt: skip
+        ids = seq.numpy()
+        for i in range(B):
+            out[i].append(ids[i, : int(length[i])])
+    return out
+
+
+def one(mode: str, batch: int, args) -> dict:
+    import numpy as np
+    import torch
+
+    from emocompose.compose import Composer
+    from emocompose.model.config import preset
+    from emocompose.model.gmvae import CDGMVAE
+    from emocompose.sampling import BarPlan, SamplingConfig, decode_bars
+    from emocompose.tokenizer import Vocab
+
+    torch.manual_seed(0)
+    if args.model:
+        c = Composer.load(args.model)
+        model, vocab = c.model, c.tok.vocab
+    else:
+        vocab = Vocab()
+        model = CDGMVAE(preset(args.preset, len(vocab))).eval().requires_grad_(False)
+    cond = model.condition(torch.randn(batch, args.bars, model.config.latent), torch.randn(batch, args.bars, model.config.latent))
+    plans = [BarPlan([16] * args.bars, [-1] * args.bars) for _ in range(batch)]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        if mode == "cached":
+            out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=0.0))
+        else:
+            out = naive_decode(model, vocab, cond, plans)
+    dt = time.perf_counter() - t0
+    tokens = sum(len(b) for seq in out for b in seq)
+    return {"mode": mode, "batch": batch, "seconds": dt, "tokens": tokens, "tokens_per_s": tokens / dt,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "ids": [np.concatenate(s).tolist() for s in out]}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--bars", type=int, default=8)
+    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one[0], int(args.one[1]), args)))
+        return
+    rows = {}
+    extra = ["--preset", args.preset, "--bars", str(args.bars)] + (["--model", args.model] if args.model else [])
+    for batch in (1, 8):
+        for mode in ("cached", "naive"):
+            r = subprocess.run([sys.executable, __file__, "--one", mode, str(batch), *extra], capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(r.stderr)
+            rows[mode, batch] = json.loads(r.stdout)
+            x = rows[mode, batch]
+            print(f"{mode:6s} batch {batch}: {x['tokens']:5d} tokens in {x['seconds']:6.2f} s = {x['tokens_per_s']:7.1f} "
+                  f"tokens/s, peak {x['peak_mb']:.0f} MB")  # fmt: skip
+        same = rows["cached", batch]["ids"] == rows["naive", batch]["ids"]
+        print(f"ratio at batch {batch}: cache {rows['cached', batch]['tokens_per_s'] / rows['naive', batch]['tokens_per_s']:.1f}x "
+              f"as fast; same tokens: {same}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+complete --command emocompose --no-files --arguments "(env _EMOCOMPOSE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) emocompose)" --condition "env _EMOCOMPOSE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) emocompose"

@@ -1,0 +1,240 @@
+"""The latent operations (model.md section 5) behind `generate`, `transform` and `swap`, as a
+Python API: `Composer.load()` then `.generate(...)`, `.transform(...)`, `.swap(...)`.
+
+Per bar, z_r carries rhythm (arousal) and z_k key (valence). Generation samples each bar's
+latents from the target mixture components; transform shifts a piece's latents by
+lambda (mu_target - mu_source) on each axis whose level changes; swap takes one latent from
+each of two pieces. Decoding is bar by bar with the memory (`sampling`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emocompose.errors import ModelError, UsageError
+from emocompose.tokenizer import Grid, Tokenizer, Vocab
+
+# name -> (arousal, valence), 1 = high (Russell's quadrants, model.md section 1)
+EMOTIONS = {"happy": (1, 1), "tense": (1, 0), "sad": (0, 0), "calm": (0, 1)}
+QUADRANT = {"happy": "Q1", "tense": "Q2", "sad": "Q3", "calm": "Q4"}
+MODEL_ENV = "EMOCOMPOSE_MODEL"
+DEFAULT_NAME = "default.safetensors"
+
+
+def emotion_of(arousal: int, valence: int) -> str:
+    return next(k for k, v in EMOTIONS.items() if v == (arousal, valence))
+
+
+def default_model_path() -> Path:
+    """$EMOCOMPOSE_MODEL, else the model shipped in the repository's checkpoints/ (editable or
+    source installs), else the copy a wheel installs under <prefix>/share/emocompose."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    for base in (Path(__file__).resolve().parents[1] / "checkpoints", Path(sys.prefix) / "share" / "emocompose"):
+        if (base / DEFAULT_NAME).is_file():
+            return base / DEFAULT_NAME
+    raise ModelError(
+        "no model found: checkpoints/default.safetensors is not installed; pass --model PATH or set EMOCOMPOSE_MODEL"
+    )
+
+
+def parse_emotion(name: str) -> tuple[int, int]:
+    key = name.strip().lower()
+    by_quadrant = {v.lower(): k for k, v in QUADRANT.items()}
+    key = by_quadrant.get(key, key)
+    if key not in EMOTIONS:
+        raise UsageError(f"unknown emotion {name!r}; choose happy, tense, sad or calm (or Q1-Q4)")
+    return EMOTIONS[key]
+
+
+@dataclass
+class Result:
+    grid: Grid
+    emotion: str
+    seed: int
+    info: dict
+
+
+class Composer:
+    """A trained model with its tokenizer, ready for the latent operations."""
+
+    def __init__(self, model, tokenizer: Tokenizer, meta: dict, path: Path):
+        self.model, self.tok, self.meta, self.path = model, tokenizer, meta, path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, device: str | None = None) -> "Composer":
+        import torch
+
+        from emocompose import checkpoint
+        from emocompose.model.config import ModelConfig
+        from emocompose.model.gmvae import CDGMVAE
+
+        p = Path(path) if path else default_model_path()
+        meta = checkpoint.read_meta(p)
+        if meta.get("kind") not in (checkpoint.KIND_MODEL, checkpoint.KIND_TRAIN):
+            raise ModelError(f"not an emocompose model (kind {meta.get('kind')!r})", str(p))
+        vocab = Vocab.from_dict(meta.get("vocab", {}), what=f"model {p}")
+        try:
+            cfg = ModelConfig.from_dict(meta["model"])
+        except (KeyError, TypeError):
+            raise ModelError("checkpoint metadata lacks a valid model configuration", str(p)) from None
+        if cfg.vocab_size != len(vocab):
+            raise ModelError("model and vocabulary sizes disagree", str(p))
+        model = CDGMVAE(cfg)
+        tensors = {k: v for k, v in checkpoint.load_tensors(p).items() if not k.startswith("opt.")}
+        checkpoint.check_state(p, model.state_dict(), tensors)
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        model.requires_grad_(False)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(dev).eval()
+        tok = Tokenizer(vocab.config)
+        return cls(model, tok, meta, p)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    # -- latents -------------------------------------------------------------------------------
+
+    def component_means(self, axis: int):
+        """(low, high) means of the mixture on z_r (axis 0, arousal) or z_k (axis 1, valence)."""
+        prior = self.model.priors()[axis]
+        return prior.means[0].detach(), prior.means[1].detach()
+
+    def axis_mean(self, axis: int, level: float):
+        """The point at `level` in [-1, 1] on the segment from the low to the high component mean."""
+        lo, hi = self.component_means(axis)
+        return lo + (level + 1) / 2 * (hi - lo)
+
+    def encode(self, grid: Grid, window: int = 16):
+        """Per-bar posterior means (T, latent) of z_r and z_k; pieces of any length are read in
+        windows of `window` bars, the encoders' memory carried across windows."""
+        import torch
+
+        ids, offsets = self.tok.encode(grid)
+        L = self.tok.config.max_bar_tokens
+        bars = [ids[offsets[i] : min(offsets[i + 1], offsets[i] + L)] for i in range(grid.n_bars)]
+        mu_r, mu_k = [], []
+        mems = mem_lens = None
+        with torch.no_grad():
+            for s in range(0, len(bars), window):
+                chunk = bars[s : s + window]
+                n = max(len(b) for b in chunk)
+                tokens = torch.zeros(1, len(chunk), n, dtype=torch.long)
+                for j, b in enumerate(chunk):
+                    tokens[0, j, : len(b)] = torch.as_tensor(b)
+                lens = torch.tensor([[len(b) for b in chunk]])
+                (mr, _, mk, _), new = self.model.encode(tokens.to(self.device), lens.to(self.device), mems, mem_lens)
+                mems, mem_lens = [m for m, _ in new], new[0][1]
+                mu_r.append(mr[0])
+                mu_k.append(mk[0])
+        return torch.cat(mu_r), torch.cat(mu_k)
+
+    def classify(self, mu_r, mu_k) -> dict:
+        """q(y|x) per axis from the per-bar means: {'arousal': [p_low, p_high], 'valence': [...]}."""
+        import torch
+
+        out = {}
+        for axis, (name, mu) in enumerate((("arousal", mu_r), ("valence", mu_k))):
+            prior = self.model.priors()[axis]
+            mask = torch.ones(1, len(mu), dtype=torch.bool, device=self.device)
+            q = torch.softmax(prior.class_logits(mu[None], mask), -1)[0]
+            out[name] = [round(float(x), 4) for x in q]
+        return out
+
+    # -- decoding -------------------------------------------------------------------------------
+
+    def _decode(self, z_r, z_k, plans, temperature: float, top_p: float, seed: int) -> list[Grid]:
+        import torch
+
+        from emocompose.sampling import SamplingConfig, decode_bars
+
+        with torch.no_grad():
+            cond = self.model.condition(z_r, z_k)
+            bars = decode_bars(self.model, self.tok.vocab, cond, plans, SamplingConfig(temperature, top_p, seed))
+        return [self.tok.decode(np.concatenate(b)).clip_to_end(self.tok.config) for b in bars]
+
+    def generate(self, emotion: str | None = None, *, arousal: float | None = None, valence: float | None = None,
+                 bars: int = 20, count: int = 1, seed: int = 0, temperature: float = 1.0, top_p: float = 0.95,
+                 latent_temperature: float = 1.0, tempo: float | None = None) -> list[Result]:  # fmt: skip
+        """`count` pieces of `bars` bars, decoded as one batch. Either a named emotion, or a point
+        (arousal, valence) in [-1, 1]^2 between the component means."""
+        import torch
+
+        from emocompose.sampling import BarPlan
+
+        if emotion is not None:
+            a, v = parse_emotion(emotion)
+            levels = (2.0 * a - 1, 2.0 * v - 1)
+            label = emotion.lower()
+        else:
+            if arousal is None or valence is None:
+                raise UsageError("give --emotion, or both --arousal and --valence")
+            for name, x in (("arousal", arousal), ("valence", valence)):
+                if not -1.0 <= x <= 1.0:
+                    raise UsageError(f"--{name} must be in [-1, 1], got {x}")
+            levels = (arousal, valence)
+            label = emotion_of(int(arousal >= 0), int(valence >= 0))
+        g = torch.Generator().manual_seed(seed)
+        zs = []
+        for axis, level in enumerate(levels):
+            prior = self.model.priors()[axis]
+            mean = self.axis_mean(axis, level)
+            eps = torch.randn(count, bars, mean.shape[0], generator=g).to(self.device)
+            zs.append(mean + latent_temperature * torch.exp(prior.log_std.detach()) * eps)
+        tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
+        plans = [BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars) for _ in range(count)]
+        grids = self._decode(zs[0], zs[1], plans, temperature, top_p, seed)
+        return [Result(gr, label, seed, {"arousal": levels[0], "valence": levels[1], "index": i})
+                for i, gr in enumerate(grids)]  # fmt: skip
+
+    def _plan(self, grid: Grid, n: int):
+        from emocompose.sampling import BarPlan
+
+        idx = np.arange(n) % grid.n_bars  # loops a shorter piece
+        tracks = sorted(set(grid.track.tolist())) or None
+        return BarPlan(grid.bar_positions[idx].tolist(), grid.bar_tempo[idx].tolist(), tracks)
+
+    def transform(self, grid: Grid, to: str, lam: float, *, source: str | None = None, seed: int = 0,
+                  temperature: float = 0.8, top_p: float = 0.9) -> Result:  # fmt: skip
+        """Shift the piece's latents toward emotion `to` by lam in [0, 1]; meter, tempo and
+        track layout are kept. lam = 0 re-decodes the piece from its own latents."""
+        if not 0.0 <= lam <= 1.0:
+            raise UsageError(f"--lambda must be in [0, 1], got {lam}")
+        z, info = self.shifted_latents(grid, to, lam, source)
+        plan = self._plan(grid, grid.n_bars)
+        out = self._decode(z[0][None], z[1][None], [plan], temperature, top_p, seed)[0]
+        return Result(out, to.lower(), seed, info)
+
+    def shifted_latents(self, grid: Grid, to: str, lam: float, source: str | None = None):
+        """The per-bar means of the piece, each axis whose level changes moved by
+        lam (mu_target - mu_source); and what was inferred about the piece."""
+        target = parse_emotion(to)
+        mu_r, mu_k = self.encode(grid)
+        q = self.classify(mu_r, mu_k)
+        src = parse_emotion(source) if source else (int(q["arousal"][1] >= 0.5), int(q["valence"][1] >= 0.5))
+        z = [mu_r.clone(), mu_k.clone()]
+        for axis in range(2):
+            if src[axis] != target[axis]:
+                means = self.component_means(axis)
+                z[axis] = z[axis] + lam * (means[target[axis]] - means[src[axis]])
+        info = {"source_emotion": emotion_of(*src), "q": q, "lambda": lam, "source_inferred": source is None}
+        return z, info
+
+    def swap(self, a: Grid, b: Grid, feature: str, *, seed: int = 0, temperature: float = 0.8,
+             top_p: float = 0.9) -> Result:  # fmt: skip
+        """Rhythm: z_r from B, z_k from A; key: z_k from B, z_r from A. The output has A's bars
+        (meter, tempo, tracks); when B is shorter its bars repeat from its start."""
+        if feature not in ("rhythm", "key"):
+            raise UsageError(f"--feature must be rhythm or key, got {feature!r}")
+        ar, ak = self.encode(a)
+        br, bk = self.encode(b)
+        idx = np.arange(a.n_bars) % b.n_bars
+        z_r, z_k = (br[idx], ak) if feature == "rhythm" else (ar, bk[idx])
+        out = self._decode(z_r[None], z_k[None], [self._plan(a, a.n_bars)], temperature, top_p, seed)[0]
+        return Result(out, feature, seed, {"feature": feature, "bars_a": a.n_bars, "bars_b": b.n_bars})

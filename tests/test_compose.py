@@ -1,0 +1,218 @@
+"""generate, transform and swap: grammar-constrained decoding, exact bar counts, determinism,
+the latent arithmetic, and the CLI for scripts (stdin/stdout, --json, batches, exit codes)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import mido
+import numpy as np
+import pytest
+import torch
+
+from conftest import midi_bytes, run_cli, scale
+from emocompose.compose import Composer
+from emocompose.errors import EXIT_INPUT, EXIT_MODEL, EXIT_PARTIAL, EXIT_USAGE
+from emocompose.sampling import AFTER_BAR, BarPlan, Grammar, SamplingConfig, decode_bars
+from emocompose.tokenizer import BAR, DURATION, PITCH, POSITION, TEMPO, VELOCITY
+
+SONG = midi_bytes([(0, False, scale(bars=3, beats=0.5, vel=90)), (33, False, [(36, 90, b, b + 2) for b in range(0, 12, 2)])])
+
+
+@pytest.fixture(scope="module")
+def composer(tiny_model):
+    return Composer.load(tiny_model)
+
+
+def check_bar_grammar(bar: np.ndarray, vocab, positions: int):
+    """A bar is Bar Tempo (Position [Tempo] (Pitch Velocity Duration)+)*, positions rising."""
+    kind, value, track = vocab.kind[bar], vocab.value[bar], vocab.track[bar]
+    assert kind[0] == BAR and value[0] == positions and kind[1] == TEMPO
+    assert len(bar) <= vocab.config.max_bar_tokens
+    last_pos, i = -1, 2
+    while i < len(bar):
+        assert kind[i] == POSITION and last_pos < value[i] < positions, (i, kind[i])
+        last_pos = value[i]
+        i += 1
+        if i < len(bar) and kind[i] == TEMPO:
+            i += 1
+        while i < len(bar) and kind[i] == PITCH:
+            assert kind[i + 1] == VELOCITY and kind[i + 2] == DURATION
+            assert track[i] == track[i + 1] == track[i + 2]
+            i += 3
+
+
+def test_decoding_follows_the_grammar_even_from_random_weights(composer):
+    torch.manual_seed(3)
+    model = composer.model
+    vocab = composer.tok.vocab
+    with torch.no_grad():
+        for p in model.parameters():  # a random model samples every kind of token
+            p.add_(torch.randn_like(p) * 0.5)
+        cond = torch.randn(6, 5, model.config.d)
+        plans = [BarPlan([16, 16, 12, 16, 20], [-1] * 5) for _ in range(6)]
+        out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=1.5, top_p=1.0, seed=1))
+    for seq in out:
+        assert len(seq) == 5
+        for bar, positions in zip(seq, plans[0].positions):
+            check_bar_grammar(bar, vocab, positions)
+
+
+def test_grammar_reserves_room_for_a_whole_note():
+    from emocompose.tokenizer import Vocab
+
+    vocab = Vocab()
+    g = Grammar(vocab, 10, "cpu")
+    t = torch.tensor
+    after_dur = t([6])  # AFTER_DURATION
+    near_end = g.allowed(after_dur, t([3]), t([16]), t([1]), t([8]))
+    assert not near_end[0, vocab.pitch0 :].any() or not (torch.as_tensor(vocab.kind) == PITCH)[near_end[0]].any()
+    assert near_end[0, vocab.bar0]  # may end
+    start = g.allowed(t([AFTER_BAR]), t([-1]), t([16]), t([-1]), t([1]))
+    assert (torch.as_tensor(vocab.kind)[start[0]] == TEMPO).all()
+
+
+def test_generate_exact_bars_batch_and_determinism(composer):
+    a = composer.generate("happy", bars=6, count=3, seed=5)
+    b = composer.generate("happy", bars=6, count=3, seed=5)
+    c = composer.generate("happy", bars=6, count=3, seed=6)
+    assert [r.grid.n_bars for r in a] == [6, 6, 6]
+    mids = [composer.tok.to_midi(r.grid) for r in a]
+    assert mids == [composer.tok.to_midi(r.grid) for r in b]
+    assert mids != [composer.tok.to_midi(r.grid) for r in c]
+    # the written file lasts exactly its bars (the end marker sits on the last bar line)
+    bpm = composer.tok.config.tempo_values[a[0].grid.bar_tempo]  # the model picks each bar's tempo
+    assert mido.MidiFile(file=io.BytesIO(mids[0])).length == pytest.approx(sum(4 * 60 / bpm), rel=1e-3)
+
+
+def test_continuous_emotion_lies_between_component_means(composer):
+    lo, hi = composer.component_means(0)
+    assert torch.allclose(composer.axis_mean(0, -1.0), lo) and torch.allclose(composer.axis_mean(0, 1.0), hi)
+    assert torch.allclose(composer.axis_mean(0, 0.0), (lo + hi) / 2)
+    r = composer.generate(arousal=0.3, valence=-0.9, bars=2, seed=1)[0]
+    assert r.emotion == "tense" and r.grid.n_bars == 2
+
+
+def test_transform_shift_is_lambda_times_mean_difference(composer):
+    grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
+    mu_r, mu_k = composer.encode(grid)
+    z0, _ = composer.shifted_latents(grid, "sad", 0.0, source="happy")
+    assert torch.equal(z0[0], mu_r) and torch.equal(z0[1], mu_k)  # lambda 0: the piece's own latents
+    z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy")  # valence changes, arousal does not
+    lo, hi = composer.component_means(1)
+    assert torch.equal(z[0], mu_r)
+    assert torch.allclose(z[1], mu_k + 0.7 * (lo - hi), atol=1e-6)
+    assert info["source_emotion"] == "happy" and not info["source_inferred"]
+    q = info["q"]
+    assert abs(sum(q["arousal"]) - 1) < 1e-3 and abs(sum(q["valence"]) - 1) < 1e-3
+
+
+def test_transform_keeps_layout(composer):
+    grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
+    r = composer.transform(grid, "calm", 1.0, seed=2)
+    assert r.grid.n_bars == grid.n_bars
+    assert np.array_equal(r.grid.bar_positions, grid.bar_positions) and np.array_equal(r.grid.bar_tempo, grid.bar_tempo)
+    assert set(r.grid.track.tolist()) <= set(grid.track.tolist())
+
+
+def test_swap_takes_each_latent_from_its_piece(composer, monkeypatch):
+    a = composer.tok.grid(composer.tok.load("a.mid", data=SONG))
+    b = composer.tok.grid(composer.tok.load("b.mid", data=midi_bytes([(0, False, scale(57, minor=True, bars=2))])))
+    seen = {}
+    real = composer._decode
+
+    def spy(z_r, z_k, plans, *args):
+        seen["z"] = (z_r[0], z_k[0])
+        return real(z_r, z_k, plans, *args)
+
+    monkeypatch.setattr(composer, "_decode", spy)
+    r = composer.swap(a, b, "rhythm")
+    ar, ak = composer.encode(a)
+    br, _ = composer.encode(b)
+    assert torch.equal(seen["z"][1], ak) and torch.equal(seen["z"][0], br[np.arange(a.n_bars) % b.n_bars])
+    assert r.grid.n_bars == a.n_bars
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_cli_generate_files_json_and_stdout(tiny_model, tmp_path):
+    r = run_cli("generate", "--emotion", "sad", "--bars", 3, "--count", 2, "-o", tmp_path / "out", "--json", "--model", tiny_model)
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(x) for x in r.stdout.decode().splitlines()]
+    assert [x["bars"] for x in recs] == [3, 3] and {x["emotion"] for x in recs} == {"sad"}
+    assert all((tmp_path / "out" / x["path"].split("/")[-1]).exists() for x in recs)
+    one = run_cli("generate", "-e", "happy", "--bars", 2, "--seed", 9, "-o", "-", "--model", tiny_model)
+    two = run_cli("generate", "-e", "happy", "--bars", 2, "--seed", 9, "-o", "-", "--model", tiny_model)
+    assert one.returncode == 0 and one.stdout[:4] == b"MThd" and one.stdout == two.stdout
+
+
+def test_cli_auto_names_never_overwrite(tiny_model, tmp_path):
+    for _ in range(2):
+        r = run_cli("generate", "-e", "calm", "--bars", 1, "-o", tmp_path, "--model", tiny_model)
+        assert r.returncode == 0
+    assert sorted(p.name for p in tmp_path.glob("*.mid")) == ["calm_0_0-1.mid", "calm_0_0.mid"]
+
+
+def test_cli_transform_stdin_batch_and_exit_codes(tiny_model, tmp_path):
+    r = run_cli("transform", "-", "--to", "sad", "--lambda", 0.5, "-o", "-", "--model", tiny_model, stdin=SONG)
+    assert r.returncode == 0 and r.stdout[:4] == b"MThd", r.stderr
+    assert b"heard" in r.stderr
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.mid").write_bytes(SONG)
+    (d / "bad.mid").write_bytes(b"nope")
+    r = run_cli("transform", d, "--to", "calm", "-o", tmp_path / "out", "--json", "--model", tiny_model)
+    assert r.returncode == EXIT_PARTIAL
+    assert len(r.stdout.decode().splitlines()) == 1 and b"bad.mid" in r.stderr
+    assert (tmp_path / "out" / "a_to_calm.mid").exists()
+
+
+@pytest.mark.parametrize("args,code,words", [
+    (["generate", "--emotion", "angry"], EXIT_USAGE, "unknown emotion"),
+    (["generate"], EXIT_USAGE, "--emotion"),
+    (["generate", "-e", "sad", "--bars", "0"], EXIT_USAGE, "--bars"),
+    (["generate", "--arousal", "2", "--valence", "0"], EXIT_USAGE, "[-1, 1]"),
+    (["transform", "X", "--to", "sad", "--lambda", "1.5"], EXIT_USAGE, "[0, 1]"),
+    (["swap", "X", "Y", "--feature", "melody"], EXIT_USAGE, "rhythm or key"),
+])  # fmt: skip
+def test_cli_usage_errors(args, code, words, tiny_model):
+    r = run_cli(*args, "--model", tiny_model)
+    err = r.stderr.decode()
+    assert r.returncode == code and words in err and "Traceback" not in err, err
+
+
+def test_cli_bad_input_file(tiny_model, tmp_path):
+    bad = tmp_path / "x.mid"
+    bad.write_bytes(b"MThd\0\0")
+    out = tmp_path / "o.mid"
+    r = run_cli("transform", bad, "--to", "sad", "-o", out, "--model", tiny_model)
+    assert r.returncode == EXIT_INPUT and str(bad) in r.stderr.decode() and not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"\x80\x04\x95junk-pickle", b"PK\x03\x04zip", b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}", b""])
+def test_cli_refuses_non_safetensors_models(tmp_path, content):
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(content)
+    r = run_cli("generate", "-e", "sad", "-o", tmp_path / "o.mid", "--model", model)
+    assert r.returncode == EXIT_MODEL and len(r.stderr.decode().strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_completions_are_in_sync(tmp_path):
+    from conftest import ROOT
+
+    for shell in ("bash", "zsh", "fish"):
+        r = run_cli("completions", shell)
+        assert r.returncode == 0
+        assert r.stdout.decode() == (ROOT / "completions" / f"emocompose.{shell}").read_text(), f"run: emocompose completions {shell} > completions/emocompose.{shell}"
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from emocompose.cli import app; sys.argv=['emocompose','--help']\ntry:\n app()\nexcept SystemExit: pass\nprint('torch' in sys.modules, 'music21' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert r.stdout.decode().strip().splitlines()[-1] == "False False"
