@@ -26,3 +26,18 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t
+
+
+def dataset_or_preprocess(dataset: Path | None, data: Path):
+    """The dataset given, or EMOPIA + POP909 preprocessed into a temporary folder (kept alive by
+    the returned handle)."""
+    import tempfile
+
+    from emocompose.dataset import preprocess
+
+    if dataset is not None:
+        return dataset, None
+    tmp = tempfile.TemporaryDirectory()
+    out = Path(tmp.name) / "ds"
+    preprocess([str(data / "emopia" / "midis"), str(data / "pop909")], out, labels_csv=str(data / "emopia" / "labels.csv"))
+    return out, tmp

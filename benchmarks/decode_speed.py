@@ -21,7 +21,6 @@ import time
 
 def naive_decode(model, vocab, cond, plans):
     """Greedy decoding without a cache: the whole bar so far goes through the decoder each step."""
-    import numpy as np
     import torch
 
     from emocompose.sampling import AFTER_BAR, Grammar, _next_state

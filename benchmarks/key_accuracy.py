@@ -62,7 +62,7 @@ def main() -> None:
     acc_o = sum(ours[s] == ref[s] for s in songs) / n
     acc_m = sum(theirs[s] == ref[s] for s in songs) / n
     print(f"{n} POP909 songs")
-    print(f"emocompose (KS, duration-weighted): accuracy {acc_o:.3f}  {t_ours.seconds:7.2f} s")
+    print(f"emocompose (KS, bar vote):          accuracy {acc_o:.3f}  {t_ours.seconds:7.2f} s")
     print(f"music21 {music21.__version__} analyze('key'):  accuracy {acc_m:.3f}  {t_m21.seconds:7.2f} s")
     print(f"ratio: emocompose is {t_m21.seconds / t_ours.seconds:.0f}x as fast, accuracy {acc_o - acc_m:+.3f}")
 

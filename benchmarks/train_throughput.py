@@ -11,11 +11,10 @@ the transformer stacks plus attention over a bar and its memory, forward and bac
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA
+from _common import DATA, dataset_or_preprocess
 
 
 def main() -> None:
@@ -29,18 +28,13 @@ def main() -> None:
 
     import torch
 
-    from emocompose.dataset import Dataset, preprocess
+    from emocompose.dataset import Dataset
     from emocompose.model.config import preset
     from emocompose.model.gmvae import CDGMVAE, LossConfig
     from emocompose.train import TrainConfig, Windows, keep_freed_memory, matmul_peak
 
     keep_freed_memory()
-    tmp = None
-    if args.dataset is None:
-        tmp = tempfile.TemporaryDirectory()
-        args.dataset = Path(tmp.name) / "ds"
-        preprocess([str(args.data / "emopia" / "midis"), str(args.data / "pop909")], args.dataset,
-                   labels_csv=str(args.data / "emopia" / "labels.csv"))  # fmt: skip
+    args.dataset, _tmp = dataset_or_preprocess(args.dataset, args.data)
     ds = Dataset(args.dataset)
     cfg = TrainConfig(preset=args.preset)
     win = Windows(ds, cfg)

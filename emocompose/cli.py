@@ -70,15 +70,23 @@ def _root(
 
 
 def run_batch(items: Iterable[str], work: Callable[[str], None], what: str = "file") -> int:
-    """Apply `work` to each item; a failure is reported on one line and the batch goes on."""
+    """Apply `work` to each item; a failure is reported on one line and the batch goes on.
+    Several items get a progress bar on stderr (shown on a terminal only)."""
+    import contextlib
+
     items = list(items)
     failed: list[str] = []
-    for item in items:
-        try:
-            work(item)
-        except EmocomposeError as exc:
-            failed.append(str(exc))
-            print(f"emocompose: {exc}", file=sys.stderr)
+    show = len(items) > 1 and sys.stderr.isatty()
+    with _progress() if show else contextlib.nullcontext() as prog:
+        task = prog.add_task(what + "s", total=len(items), info="") if show else None
+        for item in items:
+            try:
+                work(item)
+            except EmocomposeError as exc:
+                failed.append(str(exc))
+                print(f"emocompose: {exc}", file=sys.stderr)
+            if show:
+                prog.update(task, advance=1, info=item if len(item) < 40 else "..." + item[-37:])
     if not failed:
         return EXIT_OK
     if len(items) > 1:
@@ -331,9 +339,24 @@ def train(
 
 
 def _load_composer(model: Optional[str]):
+    """The model, with a progress bar of decoded bars on a terminal's stderr."""
     from emocompose.compose import Composer
 
-    return Composer.load(model)
+    composer = Composer.load(model)
+    if sys.stderr.isatty():
+        state = {}
+
+        def on_bar(done: int, total: int) -> None:
+            if "prog" not in state:
+                state["prog"] = _progress()
+                state["prog"].start()
+                state["task"] = state["prog"].add_task("bars", total=total, info="")
+            state["prog"].update(state["task"], completed=done, total=total)
+            if done == total:
+                state.pop("prog").stop()
+
+        composer.on_bar = on_bar
+    return composer
 
 
 def _read_piece(composer, path: str):
@@ -394,6 +417,9 @@ def _claim(folder: Path, name: str, data: bytes) -> Path:
 MODEL_OPT = typer.Option(None, "--model", "-m", help="A model file (safetensors); default: the shipped model.")
 SEED_OPT = typer.Option(0, help="Random seed: the same seed gives the same bytes.")
 JSON_OPT = typer.Option(False, "--json", help="One JSON object per output on stdout (path, emotion, bars, seed, seconds).")
+# rewriting a piece samples cooler than composing one: the piece's own latents already say much
+REWRITE_TEMP_OPT = typer.Option(0.8, help="Token sampling temperature (0: always the likeliest token).")
+REWRITE_TOP_P_OPT = typer.Option(0.9, help="Nucleus sampling: keep the likeliest tokens up to this probability.")
 
 
 @app.command()
@@ -438,8 +464,8 @@ def transform(
     lam: float = typer.Option(1.0, "--lambda", "-l", help="Strength in [0, 1]: 0 re-decodes the piece, 1 moves it all the way."),
     source: Optional[str] = typer.Option(None, "--from", help="The piece's emotion, if you know it (default: inferred)."),
     seed: int = SEED_OPT,
-    temperature: float = typer.Option(0.8, help="Token sampling temperature."),
-    top_p: float = typer.Option(0.9, help="Nucleus sampling threshold."),
+    temperature: float = REWRITE_TEMP_OPT,
+    top_p: float = REWRITE_TOP_P_OPT,
     out: Optional[str] = typer.Option(None, "-o", "--out", help="Output file (one input), folder, or -. "
                                       "Default: NAME_to_EMOTION.mid in the current folder."),  # fmt: skip
     model: Optional[str] = MODEL_OPT,
@@ -489,8 +515,8 @@ def swap(
     b: str = typer.Argument(..., help="Piece B: lends FEATURE."),
     feature: str = typer.Option(..., "--feature", "-f", help="rhythm (z_r from B) or key (z_k from B)."),
     seed: int = SEED_OPT,
-    temperature: float = typer.Option(0.8, help="Token sampling temperature."),
-    top_p: float = typer.Option(0.9, help="Nucleus sampling threshold."),
+    temperature: float = REWRITE_TEMP_OPT,
+    top_p: float = REWRITE_TOP_P_OPT,
     out: Optional[str] = typer.Option(None, "-o", "--out", help="Output file or -. Default: A_FEATURE_from_B.mid."),
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON_OPT,
@@ -558,8 +584,17 @@ def completion_script(shell: str) -> str:
 # entry point
 
 
+class Interrupted(EmocomposeError):
+    exit_code = EXIT_INTERRUPTED
+
+
+def _interrupt(signum, frame):
+    raise Interrupted("interrupted; nothing half-written was left behind")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    import click
+    """Typer parses and reports usage errors itself (exit 2); everything else is ours."""
+    import signal
 
     if os.environ.get(COMPLETE_VAR):  # the shell asks for completions: typer answers, fast
         from typer.completion import completion_init
@@ -567,27 +602,19 @@ def main(argv: Optional[list[str]] = None) -> None:
         completion_init()
         app(prog_name="emocompose")
         return
-
+    # Ctrl-C and kill become our own exception (exit 130), not click's "Aborted!" (exit 1)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="emocompose")
-        code = rv if isinstance(rv, int) else EXIT_OK
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        print("emocompose: interrupted; nothing half-written was left behind", file=sys.stderr)
-        code = EXIT_INTERRUPTED
+        app(args=argv, prog_name="emocompose")  # exits by itself on success and on usage errors
     except EmocomposeError as exc:
         print(f"emocompose: {exc}", file=sys.stderr)
-        code = exc.exit_code
+        sys.exit(exc.exit_code)
     except BrokenPipeError:
-        code = EXIT_OK  # `emocompose ... | head` closed the pipe: not an error of ours
+        sys.exit(EXIT_OK)  # `emocompose ... | head` closed the pipe: not an error of ours
     except Exception as exc:  # a bug: one line, the traceback on request
         if os.environ.get("EMOCOMPOSE_DEBUG"):
             raise
         print(f"emocompose: internal error: {type(exc).__name__}: {exc} (set EMOCOMPOSE_DEBUG=1 for the traceback; "
               "please report it)", file=sys.stderr)  # fmt: skip
-        code = EXIT_INTERNAL
-    sys.exit(code)
+        sys.exit(EXIT_INTERNAL)

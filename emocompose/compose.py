@@ -65,6 +65,7 @@ class Composer:
 
     def __init__(self, model, tokenizer: Tokenizer, meta: dict, path: Path):
         self.model, self.tok, self.meta, self.path = model, tokenizer, meta, path
+        self.on_bar = None  # called with (bars done, bars in all) while decoding
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str | None = None) -> "Composer":
@@ -156,7 +157,8 @@ class Composer:
 
         with torch.no_grad():
             cond = self.model.condition(z_r, z_k)
-            bars = decode_bars(self.model, self.tok.vocab, cond, plans, SamplingConfig(temperature, top_p, seed))
+            bars = decode_bars(self.model, self.tok.vocab, cond, plans, SamplingConfig(temperature, top_p, seed),
+                               on_bar=self.on_bar)  # fmt: skip
         return [self.tok.decode(np.concatenate(b)).clip_to_end(self.tok.config) for b in bars]
 
     def generate(self, emotion: str | None = None, *, arousal: float | None = None, valence: float | None = None,

@@ -4,7 +4,7 @@ descriptive figures `analyze` prints.
 * rhythm: per bar, 16 onset counts, one per 16th of the bar (bars of other meters are divided
   into 16 equal parts, so a 3/4 bar's 12 grid steps spread over the 16 bins);
 * key: 24 classes, 0-11 major on C..B, 12-23 minor on C..B, by Krumhansl-Schmuckler correlation
-  of a duration-weighted pitch-class histogram (key profiles of Krumhansl & Kessler 1982).
+  of a duration-weighted pitch-class histogram with the key profiles below.
   choice (model.md section 2): a bar's key reads its histogram smoothed over neighbouring bars,
   because one bar alone is often ambiguous.
 """
@@ -20,15 +20,20 @@ RHYTHM_BINS = 16
 N_KEYS = 24
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 KEY_NAMES = tuple(f"{n} major" for n in PITCH_NAMES) + tuple(f"{n} minor" for n in PITCH_NAMES)
-# Krumhansl & Kessler (1982) probe-tone profiles, C major and C minor.
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Aarden-Essen key profiles (C major, C minor) as published with Humdrum's keycor and used by
+# music21's default key analysis. Measured on 263 POP909 songs outside the benchmark's set
+# (benchmarks/key_accuracy.py reference keys): 0.882 correct against 0.859 with Krumhansl &
+# Kessler's (1982) probe-tone profiles, 0.821 with Temperley-Kostka-Payne, 0.795 Bellman-Budge.
+MAJOR_PROFILE = np.array([17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062,
+                          0.145624, 8.15494, 0.232998, 4.95122])  # fmt: skip
+MINOR_PROFILE = np.array([18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161,
+                          4.56621, 1.93186, 7.37619, 1.75623])  # fmt: skip
 # Weights of the bars around a bar when reading its key (the bar itself in the middle).
 KEY_WINDOW = np.array([1.0, 2.0, 4.0, 2.0, 1.0])
 
 
 def _profiles() -> np.ndarray:
-    rows = [np.roll(KK_MAJOR, k) for k in range(12)] + [np.roll(KK_MINOR, k) for k in range(12)]
+    rows = [np.roll(MAJOR_PROFILE, k) for k in range(12)] + [np.roll(MINOR_PROFILE, k) for k in range(12)]
     p = np.asarray(rows)
     p = p - p.mean(axis=1, keepdims=True)
     return p / np.linalg.norm(p, axis=1, keepdims=True)
@@ -73,7 +78,7 @@ def key_of(hist: np.ndarray) -> np.ndarray:
 def bar_keys(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = None) -> np.ndarray:
     """Key of every bar (n_bars ints in 0..23) from its smoothed histogram.
 
-    A bar with no pitched notes in its whole window takes the piece's global key.
+    A bar with no pitched notes in its whole window takes the key of the whole piece's histogram.
     """
     hist = pitch_class_histogram(grid, config) if hist is None else hist
     if len(hist) == 0:
@@ -82,13 +87,20 @@ def bar_keys(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = None
     padded = np.pad(hist, ((h, h), (0, 0)))
     smooth = sum(w * padded[i : i + len(hist)] for i, w in enumerate(KEY_WINDOW))
     keys = key_of(smooth)
-    g = key_of(hist.sum(axis=0))[0]
-    return np.where(keys < 0, max(g, 0), keys).astype(np.int64)
+    whole = key_of(hist.sum(axis=0))[0]
+    return np.where(keys < 0, max(whole, 0), keys).astype(np.int64)
 
 
 def global_key(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = None) -> int:
+    """The key most bars are in (their smoothed keys), as annotators name the longest-lasting key.
+
+    Measured on 263 POP909 songs outside the benchmark's set: 0.905 correct, against 0.882 for
+    one correlation of the whole piece's histogram.
+    """
     hist = pitch_class_histogram(grid, config) if hist is None else hist
-    return int(max(key_of(hist.sum(axis=0))[0], 0))
+    if len(hist) == 0:
+        return 0
+    return int(np.bincount(bar_keys(grid, config, hist), minlength=N_KEYS).argmax())
 
 
 def describe(grid: Grid, config: TokenizerConfig, piece: Piece | None = None) -> dict:

@@ -89,15 +89,17 @@ def sample(logits: torch.Tensor, mask: torch.Tensor, cfg: SamplingConfig, gen: t
         keep = sorted_p.cumsum(-1) - sorted_p < cfg.top_p  # always keeps the first
         sorted_p = sorted_p * keep
         probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
-    return torch.multinomial(probs, 1, generator=gen)[:, 0]
+    # drawn on the CPU generator wherever the model runs, so a seed means the same on any device
+    return torch.multinomial(probs.cpu(), 1, generator=gen)[:, 0].to(probs.device)
 
 
 @torch.no_grad()
 def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: SamplingConfig,
-                mems=None, mem_lens=None) -> list[list[np.ndarray]]:  # fmt: skip
+                mems=None, mem_lens=None, on_bar=None) -> list[list[np.ndarray]]:  # fmt: skip
     """Decode bars for a batch: cond (B, T, d) from the latents, one plan per sequence.
 
-    Returns, per sequence, the token ids of each bar (starting with its Bar token)."""
+    Returns, per sequence, the token ids of each bar (starting with its Bar token).
+    `on_bar(done, total)` is called after each bar (for progress bars)."""
     from emocompose.model.layers import StepCache
 
     B, T, _ = cond.shape
@@ -155,6 +157,8 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
         for i in range(B):
             out[i].append(ids[i, : int(lens[i])])
         mems, mem_lens = cache.bar_memory(lens.to(device))
+        if on_bar:
+            on_bar(t + 1, T)
     return out
 
 

@@ -247,8 +247,6 @@ def _opt_tensors(model, opt) -> dict:
 
 
 def _load_opt(model, opt, tensors: dict) -> None:
-    import torch
-
     for n, p in model.named_parameters():
         if f"opt.exp_avg.{n}" in tensors:
             opt.state[p] = {
@@ -256,7 +254,6 @@ def _load_opt(model, opt, tensors: dict) -> None:
                 "exp_avg": tensors[f"opt.exp_avg.{n}"].clone(),
                 "exp_avg_sq": tensors[f"opt.exp_avg_sq.{n}"].clone(),
             }
-    del torch
 
 
 def model_meta(model, vocab, loss_cfg, train_cfg, step: int, extra: dict | None = None) -> dict:

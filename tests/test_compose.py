@@ -216,3 +216,23 @@ def test_help_does_not_import_torch():
     code = "import sys; from emocompose.cli import app; sys.argv=['emocompose','--help']\ntry:\n app()\nexcept SystemExit: pass\nprint('torch' in sys.modules, 'music21' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert r.stdout.decode().strip().splitlines()[-1] == "False False"
+
+
+def test_ctrl_c_exits_130_and_writes_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    out = tmp_path / "x.mid"
+    proc = subprocess.Popen([sys.executable, "-m", "emocompose", "generate", "-e", "sad", "--bars", "400", "--count", "8",
+                             "-o", str(out), "--model", str(ROOT / "checkpoints" / "default.safetensors")],
+                            cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(6)  # loading torch and the model, then decoding
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert not out.exists() and not list(tmp_path.iterdir())

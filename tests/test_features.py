@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from conftest import midi_bytes, run_cli, scale
@@ -68,3 +67,23 @@ def test_analyze_table(write_midi):
     p = write_midi("a.mid", [(0, False, scale())])
     r = run_cli("analyze", p)
     assert r.returncode == 0 and b"C major" in r.stdout and b"notes per beat" in r.stdout
+
+
+@pytest.mark.parametrize("fmt,suffix", [("musicxml", ".musicxml"), ("abc", ".abc")])
+def test_scores_are_read_through_music21(tmp_path, fmt, suffix):
+    if fmt == "abc":
+        path = tmp_path / "tune.abc"
+        path.write_text("X:1\nT:t\nM:4/4\nL:1/4\nK:G\nG B d B | c A F D | G B d g | d2 G2 |]\n")
+    else:
+        import music21
+
+        s = music21.stream.Stream([music21.meter.TimeSignature("3/4")])
+        for p in ["A3", "C4", "E4", "A4", "E4", "C4"]:
+            s.append(music21.note.Note(p, quarterLength=1))
+        path = tmp_path / "score.musicxml"
+        s.write("musicxml", fp=str(path))
+    r = run_cli("analyze", path, "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["notes"] >= 6 and info["bars"] >= 2
+    assert info["key"] == ("G major" if fmt == "abc" else "A minor")

@@ -8,7 +8,7 @@ import torch
 
 from emocompose.model.config import ModelConfig, preset
 from emocompose.model.gmvae import CDGMVAE, LossConfig
-from emocompose.model.layers import StepCache, XLStack, sinusoid, skew
+from emocompose.model.layers import StepCache, XLStack, skew
 from emocompose.model.prior import MixturePrior
 
 torch.manual_seed(0)
@@ -47,6 +47,17 @@ def test_memory_bar_by_bar_equals_all_bars_at_once(causal):
     assert torch.allclose(torch.cat(outs, 1)[real], full[real], atol=1e-6)
 
 
+def padded_layer(layer, x, mask):
+    """One XL layer written plainly on a padded segment with no memory: the reference."""
+
+    a = layer.attn
+    q, k, v = a.qkv(layer.ln1(x)).split(x.shape[-1], dim=-1)
+    r = a.rel(x.shape[1], x.shape[1], x.device)
+    y = a.merge(a.attend(a.split(q), a.split(k), a.split(v), r, mask[:, None]))
+    x = x + a.o(y)
+    return x + layer.ff(layer.ln2(x))
+
+
 def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
     """Bar 2 attending to bar 1 through the memory is one causal pass over both bars, except
     that bar 1's own layer inputs are what bar 2 sees (stop-gradient, same values)."""
@@ -62,8 +73,7 @@ def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
         mask = torch.ones(2 * n, 2 * n, dtype=torch.bool).tril()
         mask[n:, :n] = True  # bar 2 sees all of bar 1
         mask[:n, :] = torch.ones(n, 2 * n, dtype=torch.bool).tril()
-        empty = h[:, :0]
-        h = layer(h, empty, mask[None])
+        h = padded_layer(layer, h, mask[None])
     long = st.ln(h).view(1, 2, n, d)
     assert torch.allclose(long, out, atol=1e-5)
 
@@ -91,7 +101,8 @@ def test_alpha_one_is_the_plain_kl_term():
     w = torch.softmax(torch.randn(4, 2), -1)
     assert torch.allclose(prior.kl(mu, lv, w, 1.0), prior.kl_plain(mu, lv, w), atol=1e-5)
     # below 1 only the spread of the means is discounted, and a one-hot label has no spread
-    assert (prior.kl(mu, lv, w, 0.2) <= prior.kl_plain(mu, lv, w) + 1e-6).all()
+    plain = prior.kl_plain(mu, lv, w)
+    assert (prior.kl(mu, lv, w, 0.2) <= plain + 1e-5 * (1 + plain.abs())).all()
     onehot = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0]), 2).float()
     assert torch.allclose(prior.kl(mu, lv, onehot, 0.0), prior.kl_plain(mu, lv, onehot), atol=1e-5)
 

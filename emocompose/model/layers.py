@@ -3,12 +3,15 @@
 Shape legend: b pieces, t bars, n tokens of a bar (padded), m memory tokens, d model width,
 h heads, k head width, p relative distances.
 
-Memory. Layer l of bar tau attends to its own bar and to the input of layer l for bar tau-1
-(stop-gradient). Because that memory is itself computed with the memory of bar tau-2, the
-whole recurrence can run for all bars at once, layer by layer: at layer l every bar's memory is
-the previous bar's layer-l input, which the layer below has already produced. Training therefore
-runs all bars of a batch in parallel and is exactly the bar-by-bar recurrence; `step` runs the
-same arithmetic one token at a time with a key/value cache for generation.
+Memory. Layer l of bar tau attends to its own bar and to the input of layer l for bar tau-1.
+Because that memory is itself computed with the memory of bar tau-2, the whole recurrence can
+run for all bars at once, layer by layer: at layer l every bar's memory is the previous bar's
+layer-l input, which the layer below has already produced. Training therefore runs all bars of a
+batch in parallel and is exactly the bar-by-bar recurrence (in values; the stop-gradient is on
+the memory's keys and values, so they are computed once with the bar's own); `StepCache` runs
+the same arithmetic one token at a time with a key/value cache for generation.
+
+Packing. Only real tokens go through the layers, as rows of one (R, d) array (see `Packing`).
 
 Relative positions. Bars are right-padded, but a memory is right-aligned (its padding moved to
 the front), so that the distance between a token and the previous bar's last token is always 1,
@@ -91,20 +94,6 @@ class XLLayer(nn.Module):
         self.ln2 = nn.LayerNorm(d)
         self.ff = nn.Sequential(nn.Linear(d, ff), nn.GELU(), nn.Linear(ff, d))
         self.drop = nn.Dropout(dropout)
-
-    def forward(self, x, mem, mask):
-        """Padded form, x (B, n, d) layer input; mem (B, m, d) right-aligned memory; mask (B, n, m+n).
-        (The stack runs the packed form below; this one is the reference the tests compare to.)"""
-        a = self.attn
-        d = x.shape[-1]
-        q, kx, vx = self.qkv_split(self.ln1(x))
-        km, vm = F.linear(self.ln1(mem), a.qkv.weight[d:]).split(d, dim=-1)
-        k = torch.cat([km, kx], dim=1)
-        v = torch.cat([vm, vx], dim=1)
-        r = a.rel(k.shape[1], x.shape[1], x.device)
-        y = a.merge(a.attend(a.split(q), a.split(k), a.split(v), r, mask[:, None]))
-        x = x + self.drop(a.o(y))
-        return x + self.drop(self.ff(self.ln2(x)))
 
     def qkv_split(self, hx):
         return self.attn.qkv(hx).split(hx.shape[-1], dim=-1)
