@@ -114,12 +114,13 @@ def _tokenize_one(args) -> tuple[str, dict | str]:
         grid = grid.bar_slice(int(used[0]), int(used[-1]) + 1)
         ids, offsets = tok.encode(grid)
         hist = features.pitch_class_histogram(grid, tok.config)
+        keys = features.bar_keys(grid, tok.config, hist)
         return path, {
             "ids": ids.astype(np.uint16),
             "bar_len": np.diff(offsets),
             "rhythm": np.minimum(features.rhythm(grid), 255).astype(np.uint8),
-            "bar_key": features.bar_keys(grid, tok.config, hist).astype(np.uint8),
-            "key": features.global_key(grid, tok.config, hist),
+            "bar_key": keys.astype(np.uint8),
+            "key": features.global_key(grid, tok.config, hist, keys),
             "notes": int(grid.n_notes),
         }
     except EmocomposeError as exc:

@@ -91,7 +91,8 @@ def bar_keys(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = None
     return np.where(keys < 0, max(whole, 0), keys).astype(np.int64)
 
 
-def global_key(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = None) -> int:
+def global_key(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = None,
+               keys: np.ndarray | None = None) -> int:  # fmt: skip
     """The key most bars are in (their smoothed keys), as annotators name the longest-lasting key.
 
     Measured on 263 POP909 songs outside the benchmark's set: 0.905 correct, against 0.882 for
@@ -100,7 +101,8 @@ def global_key(grid: Grid, config: TokenizerConfig, hist: np.ndarray | None = No
     hist = pitch_class_histogram(grid, config) if hist is None else hist
     if len(hist) == 0:
         return 0
-    return int(np.bincount(bar_keys(grid, config, hist), minlength=N_KEYS).argmax())
+    keys = bar_keys(grid, config, hist) if keys is None else keys
+    return int(np.bincount(keys, minlength=N_KEYS).argmax())
 
 
 def describe(grid: Grid, config: TokenizerConfig, piece: Piece | None = None) -> dict:
@@ -110,7 +112,7 @@ def describe(grid: Grid, config: TokenizerConfig, piece: Piece | None = None) ->
     """
     hist = pitch_class_histogram(grid, config)
     keys = bar_keys(grid, config, hist)
-    g = global_key(grid, config, hist)
+    g = global_key(grid, config, hist, keys)
     beats = float(grid.bar_positions.sum()) / config.positions_per_quarter
     pitched = grid.track != DRUMS
     if piece is not None:
