@@ -76,10 +76,38 @@ def write_text(target: str | os.PathLike, text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
+def _remove_stale(target: Path) -> None:
+    """Delete temporaries of `target` left by writers that were killed (their pid is gone)."""
+    prefix = f"{TMP_MARK}{target.name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(target.parent):
+            if not entry.name.startswith(prefix):
+                continue
+            pid = entry.name[len(prefix) :].split(".")[0]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                _remove(Path(entry.path))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Build a whole folder under a temporary name and rename it into place at the end."""
+    """Build a whole folder under a temporary name and rename it into place at the end.
+    Temporaries of the same folder left by killed runs are removed first."""
     target = Path(target)
+    _remove_stale(target)
     tmp = _tmp_name(target)
     try:
         tmp.mkdir(parents=False)

@@ -19,20 +19,35 @@ FORMAT = 1
 
 
 def _sniff(path: Path) -> None:
-    """Refuse what is not safetensors before any parser looks at it."""
+    """Refuse what is not safetensors before any parser looks at it, and name the problem:
+    pickle, a cut file, a header that is not JSON."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
             size = path.stat().st_size
+            n = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+            header = fh.seek(8) and fh.read(n) if 1 < n <= min(size - 8, 100 * 2**20) else b""
     except OSError as exc:
         raise ModelError(f"cannot read checkpoint: {exc.strerror}", str(path)) from None
-    if head[:2] == b"\x80\x02" or head[:1] == b"\x80" or head[:2] == b"PK":
+    looks_safetensors = bool(header) and head[8:9] == b"{"
+    # a pickle starts with PROTO (0x80, protocol 2-5), torch.save's zip with PK: checked only when
+    # the bytes are not a safetensors header, whose length's first byte can be 0x80 too
+    if not looks_safetensors and (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+                                  or head[:4] == b"PK\x03\x04"):  # fmt: skip
         raise ModelError("is a pickle/zip file (e.g. torch.save); emocompose loads only safetensors", str(path))
     if len(head) < 8:
         raise ModelError("not a safetensors checkpoint (too short)", str(path))
-    n = int.from_bytes(head[:8], "little")
-    if n <= 1 or n > min(size - 8, 100 * 2**20) or head[8:9] != b"{":
+    if not looks_safetensors:
         raise ModelError("not a safetensors checkpoint (bad header)", str(path))
+    try:
+        entries = json.loads(header)
+        end = max((v["data_offsets"][1] for k, v in entries.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise ModelError("corrupt safetensors header (not the JSON a safetensors file starts with)", str(path)) from None
+    if 8 + n + end != size:
+        raise ModelError(
+            f"truncated or tampered: the header describes {8 + n + end} bytes, the file has {size}", str(path)
+        )
 
 
 def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:

@@ -206,18 +206,29 @@ class Composer:
                   temperature: float = 0.8, top_p: float = 0.9) -> Result:  # fmt: skip
         """Shift the piece's latents toward emotion `to` by lam in [0, 1]; meter, tempo and
         track layout are kept. lam = 0 re-decodes the piece from its own latents."""
-        if not 0.0 <= lam <= 1.0:
-            raise UsageError(f"--lambda must be in [0, 1], got {lam}")
-        z, info = self.shifted_latents(grid, to, lam, source)
-        plan = self._plan(grid, grid.n_bars)
-        out = self._decode(z[0][None], z[1][None], [plan], temperature, top_p, seed)[0]
-        return Result(out, to.lower(), seed, info)
+        return self.transform_many(grid, [(to, lam)], source=source, seed=seed, temperature=temperature,
+                                   top_p=top_p)[0]  # fmt: skip
 
-    def shifted_latents(self, grid: Grid, to: str, lam: float, source: str | None = None):
-        """The per-bar means of the piece, each axis whose level changes moved by
-        lam (mu_target - mu_source); and what was inferred about the piece."""
+    def transform_many(self, grid: Grid, targets: list[tuple[str, float]], *, source: str | None = None,
+                       seed: int = 0, temperature: float = 0.8, top_p: float = 0.9) -> list[Result]:  # fmt: skip
+        """Several (emotion, lambda) targets for one piece: encoded once, decoded as one batch."""
+        import torch
+
+        for _, lam in targets:
+            if not 0.0 <= lam <= 1.0:
+                raise UsageError(f"--lambda must be in [0, 1], got {lam}")
+        encoded = self.encode(grid)
+        shifted = [self.shifted_latents(grid, to, lam, source, encoded) for to, lam in targets]
+        z_r = torch.stack([z[0] for z, _ in shifted])
+        z_k = torch.stack([z[1] for z, _ in shifted])
+        outs = self._decode(z_r, z_k, [self._plan(grid, grid.n_bars)] * len(targets), temperature, top_p, seed)
+        return [Result(o, to.lower(), seed, info) for o, (to, _), (_, info) in zip(outs, targets, shifted)]
+
+    def shifted_latents(self, grid: Grid, to: str, lam: float, source: str | None = None, encoded=None):
+        """The per-bar means of the piece (`encoded`, if already computed), each axis whose level
+        changes moved by lam (mu_target - mu_source); and what was inferred about the piece."""
         target = parse_emotion(to)
-        mu_r, mu_k = self.encode(grid)
+        mu_r, mu_k = self.encode(grid) if encoded is None else encoded
         q = self.classify(mu_r, mu_k)
         src = parse_emotion(source) if source else (int(q["arousal"][1] >= 0.5), int(q["valence"][1] >= 0.5))
         z = [mu_r.clone(), mu_k.clone()]

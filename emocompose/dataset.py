@@ -267,5 +267,10 @@ class Dataset:
     def n_pieces(self) -> int:
         return len(self.piece_bars) - 1
 
+    def piece_ids(self, i: int) -> np.ndarray:
+        """Token ids of piece i (all its bars, as `Tokenizer.decode` reads them)."""
+        lo, hi = self.bar_offsets[self.piece_bars[i]], self.bar_offsets[self.piece_bars[i + 1]]
+        return np.asarray(self.tokens[lo:hi], np.int64)
+
     def split_of(self) -> np.ndarray:
         return np.array([p["split"] for p in self.pieces])

@@ -120,7 +120,7 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
                 tracks_ok[i, p.tracks] = True
     out: list[list[np.ndarray]] = [[] for _ in range(B)]
     for t in range(T):
-        cache = StepCache(model.dec, mems, mem_lens)
+        cache = StepCache(model.dec, mems, mem_lens, capacity=L)
         bar_pos = torch.tensor([p.positions[t] for p in plans], device=device)
         forced_tempo = torch.tensor([p.tempo[t] for p in plans], device=device)
         tok = torch.tensor([vocab.bar_token(p.positions[t]) for p in plans], device=device)

@@ -64,7 +64,12 @@ class TokenizerConfig:
         return np.minimum(np.maximum(np.round(x * (self.tempo_bins - 1)), 0), self.tempo_bins - 1).astype(np.int64)
 
     def velocity_bin(self, velocity: np.ndarray) -> np.ndarray:
-        v = np.minimum(np.maximum(np.asarray(velocity, np.int64), 1), 127)
+        """Bin of MIDI velocities (any ints; clipped to 1..127)."""
+        return self._velocity_table[np.minimum(np.maximum(np.asarray(velocity, np.int64), 1), 127)]
+
+    @cached_property
+    def _velocity_table(self) -> np.ndarray:
+        v = np.maximum(np.arange(128), 1)
         return np.minimum((v - 1) * self.velocity_bins // 127, self.velocity_bins - 1)
 
     def velocity_value(self, b: np.ndarray) -> np.ndarray:
@@ -78,6 +83,12 @@ class TokenizerConfig:
     def _duration_edges(self) -> np.ndarray:
         bins = self.duration_array.astype(np.float64)
         return (bins[1:] + bins[:-1]) / 2
+
+    @cached_property
+    def fit_table(self) -> np.ndarray:
+        """For a gap of g whole grid steps (0..longest bin), the largest bin not longer (0 if none)."""
+        g = np.arange(self.duration_array[-1] + 1)
+        return np.maximum(np.searchsorted(self.duration_array, g, side="right") - 1, 0)
 
     def duration_bin(self, steps: np.ndarray) -> np.ndarray:
         """Nearest duration bin to a length in (fractional) grid steps."""
@@ -240,9 +251,9 @@ def quantize(piece: Piece, config: TokenizerConfig) -> Grid:
     # de-duplicate (bar, pos, track, pitch), keeping the loudest: one composite sort key
     cell = ((b * 64 + pos) * 8 + piece.track) * 128 + piece.pitch
     order = np.argsort(cell * 128 + (127 - vel), kind="stable")
-    cs = cell[order]
-    o = order[_run_starts(cs)]
-    dur = _fit_durations(config, P, b[o], pos[o], piece.track[o], piece.pitch[o], dur[o])
+    o = order[_run_starts(cell[order])]
+    b, pos, track, pitch, vel = b[o], pos[o], piece.track[o], piece.pitch[o], vel[o]
+    dur = _fit_durations(config, P, b, pos, track, pitch, dur[o])
 
     if piece.bar_bpm is not None:
         bar_tempo = config.tempo_bin(piece.bar_bpm)
@@ -251,8 +262,7 @@ def quantize(piece: Piece, config: TokenizerConfig) -> Grid:
         ti = np.searchsorted(piece.tempo_ticks, bars[:-1], side="right") - 1
         bar_tempo = config.tempo_bin(piece.tempo_bpm[ti])
         t_bar, t_pos, t_bin = _mid_bar_tempos(piece, config, bar_tempo)
-    return Grid(P.copy(), bar_tempo, b[o], pos[o], piece.track[o], piece.pitch[o], vel[o], dur,
-                t_bar, t_pos, t_bin, dict(piece.programs))  # fmt: skip
+    return Grid(P.copy(), bar_tempo, b, pos, track, pitch, vel, dur, t_bar, t_pos, t_bin, dict(piece.programs))
 
 
 def _fit_durations(config, P, bar, pos, track, pitch, dur):
@@ -266,41 +276,36 @@ def _fit_durations(config, P, bar, pos, track, pitch, dur):
     voice = (track * 128 + pitch).astype(np.int16)
     order = np.argsort(voice, kind="stable")  # notes come sorted by time: a radix sort keeps that
     v, a = voice[order], at[order]
-    gap = np.where(v[1:] == v[:-1], a[1:] - a[:-1], bins[-1])
-    gap = np.append(gap, bins[-1])
-    fit = np.searchsorted(bins, np.minimum(gap, bins[-1]), side="right") - 1  # largest bin <= gap
+    gap = np.full(len(v), bins[-1])
+    np.copyto(gap[:-1], np.minimum(a[1:] - a[:-1], bins[-1]), where=v[1:] == v[:-1])
     out = dur.copy()
-    out[order] = np.minimum(dur[order], np.maximum(fit, 0))
+    out[order] = np.minimum(dur[order], config.fit_table[gap])  # largest bin <= gap
     return out
 
 
 def _mid_bar_tempos(piece: Piece, config: TokenizerConfig, bar_tempo: np.ndarray):
-    """Tempo changes inside bars, on the grid, kept only where the tempo bin changes."""
+    """Tempo changes inside bars, on the grid, kept only where the tempo bin changes.
+
+    Several changes that round onto one grid step: the last wins. A change is kept when its bin
+    differs from the one before it in its bar (the bar's own tempo for the first)."""
     bars, P = piece.bars, piece.bar_positions
     ticks = piece.tempo_ticks
     if len(ticks) == 1:  # one tempo for the whole piece: nothing inside bars
         return _EMPTY, _EMPTY, _EMPTY
-    inside = np.searchsorted(bars, ticks, side="left")  # first bar line at or after the change
-    is_line = (inside < len(bars)) & (bars[np.minimum(inside, len(bars) - 1)] == ticks)
-    sel = ~is_line & (ticks > 0) & (ticks < bars[-1])
-    out_bar, out_pos, out_bin = [], [], []
-    current = dict(enumerate(bar_tempo.tolist()))
-    for tick, bpm in zip(ticks[sel], piece.tempo_bpm[sel]):
-        b = int(np.searchsorted(bars, tick, side="right") - 1)
-        step = (bars[b + 1] - bars[b]) / P[b]
-        p = int(round((tick - bars[b]) / step))
-        if p == 0 or p >= P[b]:
-            continue  # on a bar line after rounding: the bar's own tempo already says it
-        tb = int(config.tempo_bin(bpm))
-        if out_bar and out_bar[-1] == b and out_pos[-1] == p:
-            out_bin[-1] = tb  # the last change on a grid step wins
-            continue
-        prev = out_bin[-1] if out_bar and out_bar[-1] == b else current[b]
-        if tb != prev:
-            out_bar.append(b)
-            out_pos.append(p)
-            out_bin.append(tb)
-    return (np.asarray(out_bar, np.int64), np.asarray(out_pos, np.int64), np.asarray(out_bin, np.int64))
+    inside = (ticks > bars[0]) & (ticks < bars[-1])
+    t, bpm = ticks[inside], piece.tempo_bpm[inside]
+    b = np.searchsorted(bars, t, side="right") - 1
+    p = np.rint((t - bars[b]) * P[b] / (bars[b + 1] - bars[b])).astype(np.int64)
+    on_grid = (p > 0) & (p < P[b])  # p = 0 or P: on a bar line, where the bar's tempo says it
+    b, p, tb = b[on_grid], p[on_grid], config.tempo_bin(bpm[on_grid])
+    if not len(b):
+        return _EMPTY, _EMPTY, _EMPTY
+    key = b * 64 + p
+    last = np.append(key[1:] != key[:-1], True)
+    b, p, tb = b[last], p[last], tb[last]
+    before = np.where(np.append(True, b[1:] != b[:-1]), bar_tempo[b], np.append(-1, tb[:-1]))
+    keep = tb != before
+    return b[keep], p[keep], tb[keep]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,26 +319,36 @@ def grid_to_ids(grid: Grid, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     occupied grid step 1 (Position) + 1 if the tempo changes there + 3 per note.
     """
     c = vocab.config
-    nb = grid.n_bars
+    nb, n = grid.n_bars, grid.n_notes
     note_key = grid.bar * 64 + grid.pos  # notes are sorted by bar, step, track, pitch
-    tempo_key = grid.tempo_bar * 64 + grid.tempo_pos
-    steps = note_key[_run_starts(note_key)]
-    if len(tempo_key):
-        steps = np.union1d(steps, tempo_key)
-    first_note = np.searchsorted(note_key, steps)  # each step's first note
-    n_notes = np.searchsorted(note_key, steps, side="right") - first_note
-    has_tempo = np.isin(steps, tempo_key) if len(tempo_key) else np.zeros(len(steps), bool)
-    before = _cumsum0(1 + has_tempo + 3 * n_notes)  # tokens of all steps before each step
-    step_bar = steps // 64
-    step_off = 2 * (step_bar + 1) + before[:-1]
-    bar_off = 2 * np.arange(nb) + before[np.searchsorted(step_bar, np.arange(nb))]
-    out = np.empty(2 * nb + int(before[-1]), np.int64)
+    runs = _run_starts(note_key)  # a note that opens a grid step
+    bars_before = 2 * np.arange(nb)
+    notes_before = np.searchsorted(grid.bar, np.arange(nb))  # notes in earlier bars
+    if not len(grid.tempo_bar):
+        # the usual case, no tempo change inside a bar: a note's index is 2 per bar up to its
+        # own, 1 per grid step up to its own (its Position), 3 per earlier note
+        steps_upto = _cumsum0(runs)
+        note_off = 2 * (grid.bar + 1) + steps_upto[1:] + 3 * np.arange(n)
+        pos_off, step_pos = note_off[runs] - 1, grid.pos[runs]
+        bar_off = bars_before + steps_upto[notes_before] + 3 * notes_before
+        out = np.empty(2 * nb + int(steps_upto[-1]) + 3 * n, np.int64)
+    else:
+        tempo_key = grid.tempo_bar * 64 + grid.tempo_pos
+        steps = np.union1d(note_key[runs], tempo_key)
+        first_note = np.searchsorted(note_key, steps)  # each step's first note
+        n_notes = np.searchsorted(note_key, steps, side="right") - first_note
+        has_tempo = np.isin(steps, tempo_key)
+        before = _cumsum0(1 + has_tempo + 3 * n_notes)  # tokens of all steps before each step
+        step_bar = steps // 64
+        pos_off, step_pos = 2 * (step_bar + 1) + before[:-1], steps % 64
+        bar_off = bars_before + before[np.searchsorted(step_bar, np.arange(nb))]
+        out = np.empty(2 * nb + int(before[-1]), np.int64)
+        k = np.searchsorted(steps, note_key)  # each note's step
+        note_off = pos_off[k] + 1 + has_tempo[k] + 3 * (np.arange(n) - first_note[k])
+        out[pos_off[has_tempo] + 1] = vocab.tempo0 + grid.tempo_bin[np.searchsorted(tempo_key, steps[has_tempo])]
     out[bar_off] = vocab.bar0 + grid.bar_positions - 1
     out[bar_off + 1] = vocab.tempo0 + grid.bar_tempo
-    out[step_off] = vocab.pos0 + steps % 64
-    out[step_off[has_tempo] + 1] = vocab.tempo0 + grid.tempo_bin[np.searchsorted(tempo_key, steps[has_tempo])]
-    k = np.searchsorted(steps, note_key)  # each note's step
-    note_off = step_off[k] + 1 + has_tempo[k] + 3 * (np.arange(len(note_key)) - first_note[k])
+    out[pos_off] = vocab.pos0 + step_pos
     out[note_off] = vocab.pitch0 + grid.track * 128 + grid.pitch
     out[note_off + 1] = vocab.vel0 + grid.track * c.velocity_bins + grid.vel
     out[note_off + 2] = vocab.dur0 + grid.track * len(c.duration_bins) + grid.dur

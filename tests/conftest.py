@@ -75,7 +75,7 @@ def rng():
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    """A small labelled + unlabelled dataset of in-code pieces, with a train and a val split."""
+    """A small labelled + unlabelled dataset of in-code pieces, with train, val and test splits."""
     from emocompose.dataset import preprocess
 
     root = tmp_path_factory.mktemp("corpus")
@@ -83,14 +83,14 @@ def tiny_dataset(tmp_path_factory):
     midi.mkdir()
     rows = ["file,quadrant,split"]
     r = np.random.default_rng(7)
-    for i in range(16):
+    for i in range(20):
         q = 1 + i % 4
         fast = q in (1, 2)
         minor = q in (2, 3)
         notes = scale(60 + int(r.integers(0, 5)), minor=minor, beats=0.5 if fast else 1.5, bars=6, vel=90 if fast else 50)
         name = f"Q{q}_song{i}_0.mid"
         (midi / name).write_bytes(midi_bytes([(0, False, notes)]))
-        rows.append(f"{name},Q{q},{'val' if i >= 12 else 'train'}")
+        rows.append(f"{name},Q{q},{'train' if i < 12 else 'val' if i < 16 else 'test'}")
     for i in range(6):  # unlabelled
         (midi / f"pop{i}.mid").write_bytes(midi_bytes([(0, False, scale(62 + i, bars=8, beats=1.0))]))
     (root / "labels.csv").write_text("\n".join(rows) + "\n")

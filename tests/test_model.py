@@ -158,3 +158,15 @@ def test_gradient_reversal_pushes_encoders_against_the_adversary():
         grads[w] = model.post_r.weight.grad.clone()
     assert grads[0.0].abs().sum() == 0  # weight 0: the encoder is untouched by the adversary
     assert grads[1.0].abs().sum() > 0
+
+
+def test_byte_dropout_keeps_the_mean_and_drops_its_share():
+    from emocompose.model.layers import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    x = torch.ones(1000, 1000)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 26 / 256) < 0.002  # the rate, rounded to 1/256
+    assert abs(y.mean().item() - 1.0) < 0.005  # inverted dropout: the expectation is kept
+    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)

@@ -17,7 +17,7 @@ from torch import nn
 
 from emocompose.features import N_KEYS, RHYTHM_BINS
 from emocompose.model.config import ModelConfig
-from emocompose.model.layers import XLStack
+from emocompose.model.layers import Dropout, XLStack
 from emocompose.model.prior import MixturePrior
 
 AXES = ("arousal", "valence")  # arousal on z_r, valence on z_k
@@ -91,7 +91,7 @@ class CDGMVAE(nn.Module):
         self.key_adv = mlp(c.latent, c.feature_hidden, N_KEYS)  # D_k'(z_r)
         self.prior_r = MixturePrior(c.latent, c.prior_log_std)  # arousal
         self.prior_k = MixturePrior(c.latent, c.prior_log_std)  # valence
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
 
     # -- pieces of the forward pass, shared by training and the latent operations -------------
 

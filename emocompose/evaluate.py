@@ -1,0 +1,391 @@
+"""`emocompose evaluate`: the paper's measurements (model.md section 6) for one model.
+
+Everything is judged by `judge.Judge`, a classifier of real music that never sees the model,
+trained on the data's train split and measured on its test split (the real-music ceiling):
+
+* control: K generated pieces per emotion, judged per axis (the paper's Tables 2-3);
+* transform: test clips moved to each other quadrant at lambda = 1 (Table 4), and toward the
+  opposite quadrant as lambda runs from 0 to 1;
+* swap: cosine similarity of the output's rhythm and key features to A and to B (Eq 22);
+* disentanglement: linear probes of key from z_r and rhythm from z_k (near chance is the goal);
+* latent space: a 2-D projection of the per-piece latents and the distance of the component means;
+* quality: MusPy-style measures of generated pieces beside real ones measured the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from emocompose import features, judge, quality
+from emocompose.compose import EMOTIONS, Composer, emotion_of
+from emocompose.errors import ModelError, UsageError
+from emocompose.tokenizer import Grid, Tokenizer
+
+NAMES = list(EMOTIONS)  # happy, tense, sad, calm = Q1..Q4
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    pieces: int = 10  # generated pieces per emotion
+    bars: int = 20  # length of generated pieces; real clips are cut to it
+    clips: int = 4  # test clips per quadrant for transform and swap
+    lambdas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    probe_pieces: int = 200  # real pieces whose bars the disentanglement probes read
+    seed: int = 0
+    temperature: float = 1.0
+    top_p: float = 0.95
+
+
+@dataclass
+class Real:
+    """Labelled real pieces cut to the evaluation length, with their split."""
+
+    grids: list[Grid]
+    labels: np.ndarray  # (n, 2) arousal, valence in {0, 1}
+    splits: np.ndarray
+    sources: list[str]
+    split_note: str
+
+
+def load_real(data: str, tok: Tokenizer, bars: int, labels_csv: str | None = None, workers: int = 0) -> Real:
+    """The labelled pieces of a dataset folder, or of a folder of MIDI preprocessed on the fly."""
+    from emocompose.dataset import Dataset, preprocess
+
+    path = Path(data)
+    if not path.exists():
+        raise UsageError(f"no such dataset or folder: {data}")
+    with tempfile.TemporaryDirectory(prefix="emocompose-eval-") as tmp:
+        if (path / "manifest.json").is_file():
+            ds = Dataset(path)
+        else:
+            preprocess([data], Path(tmp) / "ds", labels_csv=labels_csv, workers=workers, config=tok.config)
+            ds = Dataset(Path(tmp) / "ds")
+        if ds.vocab.fingerprint != tok.vocab.fingerprint:
+            raise ModelError("the dataset was made with another token vocabulary than the model's", data)
+        keep = [i for i in range(ds.n_pieces) if ds.labels[i, 0] >= 0 and ds.labels[i, 1] >= 0]
+        grids = [tok.decode(ds.piece_ids(i)) for i in keep]
+        pieces = [ds.pieces[i] for i in keep]
+    if not keep:
+        raise UsageError(f"{data}: no labelled pieces; evaluate needs labelled real music (EMOPIA: --labels labels.csv)")
+    grids = [g.bar_slice(0, min(bars, g.n_bars)) for g in grids]
+    splits = np.array([p["split"] for p in pieces])
+    note = "the data's own split"
+    if not (splits == "train").any() or not (splits == "test").any():
+        # no split column: a fixed fifth of the files by a hash of their name (not song-disjoint)
+        splits = np.array(["test" if zlib.crc32(p["source"].encode()) % 5 == 0 else "train" for p in pieces])
+        note = "a hash of the file names (no split given; not song-disjoint)"
+    labels = np.array([[p["arousal"], p["valence"]] for p in pieces], np.int64)
+    return Real(grids, labels, splits, [p["source"] for p in pieces], note)
+
+
+def _quadrant(levels: np.ndarray) -> np.ndarray:
+    return np.array([NAMES.index(emotion_of(int(a), int(v))) for a, v in np.atleast_2d(levels)], np.int64)
+
+
+def _axis_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
+    out = {axis: judge.binary_scores(truth[:, i], pred[:, i]) for i, axis in enumerate(judge.AXES)}
+    out["quadrant_accuracy"] = round(float((_quadrant(truth) == _quadrant(pred)).mean()), 4) if len(truth) else 0.0
+    return out
+
+
+def _shares(rows: np.ndarray, cols: np.ndarray, n: int = 4) -> np.ndarray:
+    """(n, n) matrix: share of each row class judged as each column class (NaN for empty rows)."""
+    m = np.zeros((n, n))
+    np.add.at(m, (rows, cols), 1)
+    with np.errstate(invalid="ignore"):
+        return m / m.sum(axis=1, keepdims=True)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / den) if den else 0.0
+
+
+def _key_onehot(g: Grid, config) -> np.ndarray:
+    return np.eye(features.N_KEYS)[features.bar_keys(g, config)]
+
+
+def _probe(x: np.ndarray, y: np.ndarray, fit: np.ndarray, n_classes: int, l2: float = 1e-3) -> float:
+    """Test accuracy of a multinomial logistic regression from x to y, fitted on rows `fit`."""
+    import torch
+
+    mean, std = x[fit].mean(0), x[fit].std(0) + 1e-6
+    xt = torch.as_tensor((x - mean) / std, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.long)
+    w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+    f = torch.as_tensor(fit)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt[f] @ w + b, yt[f]) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (xt[~f] @ w + b).argmax(-1)
+    return round(float((pred == yt[~f]).float().mean()), 4)
+
+
+class Evaluation:
+    """One evaluation run; `run()` returns the report and writes it with its figures to `out`."""
+
+    def __init__(self, composer: Composer, real: Real, out: Path, cfg: EvalConfig,
+                 progress: Callable[[str, int, int], None] | None = None):  # fmt: skip
+        self.c, self.real, self.out, self.cfg = composer, real, out, cfg
+        self.conf = composer.tok.config
+        self.progress = progress or (lambda stage, done, total: None)
+        self.done = 0
+        test = np.flatnonzero(real.splits == "test")
+        by_q = _quadrant(real.labels[test])
+        self.clips = [[int(i) for i in test[by_q == q][: cfg.clips]] for q in range(4)]
+        n_clips = sum(len(c) for c in self.clips)
+        self.jobs_per_clip = 3 + sum(lam != 1.0 for lam in cfg.lambdas)
+        self.total = 4 * cfg.pieces + n_clips * self.jobs_per_clip + 2 * n_clips
+
+    def _tick(self, stage: str, n: int) -> None:
+        self.done += n
+        self.progress(stage, self.done, self.total)
+
+    def feats(self, grids: list[Grid]) -> np.ndarray:
+        return np.stack([judge.note_features(g, self.conf) for g in grids]) if grids else np.zeros((0, len(judge.FEATURES)))
+
+    # -- sections ------------------------------------------------------------------------------
+
+    def fit_judge(self) -> dict:
+        r = self.real
+        tr, te = r.splits == "train", r.splits == "test"
+        f = self.feats(r.grids)
+        self.judge = judge.Judge.fit(f[tr], r.labels[tr])
+        va = r.splits == "val"
+        return {"trained_on": int(tr.sum()), "tested_on": int(te.sum()), "split": r.split_note,
+                "test": _axis_scores(r.labels[te], self.judge.predict(f[te])),
+                "val": _axis_scores(r.labels[va], self.judge.predict(f[va])) if va.any() else None,
+                "model": self.judge.to_dict()}  # fmt: skip
+
+    def control(self) -> tuple[dict, dict[str, list[Grid]]]:
+        cfg, grids, truth = self.cfg, {}, []
+        for i, name in enumerate(NAMES):
+            res = self.c.generate(name, bars=cfg.bars, count=cfg.pieces, seed=cfg.seed + i,
+                                  temperature=cfg.temperature, top_p=cfg.top_p)  # fmt: skip
+            grids[name] = [r.grid for r in res]
+            truth += [EMOTIONS[name]] * cfg.pieces
+            self._tick("generate", cfg.pieces)
+        flat = [g for name in NAMES for g in grids[name]]
+        pred = self.judge.predict(self.feats(flat))
+        truth = np.array(truth)
+        report = _axis_scores(truth, pred)
+        report["confusion"] = _shares(_quadrant(truth), _quadrant(pred)).round(4).tolist()
+        report["prob_high"] = {name: self.judge.prob_high(self.feats(grids[name])).mean(0).round(4).tolist()
+                               for name in NAMES}  # fmt: skip
+        return report, grids
+
+    def transform(self) -> dict:
+        cfg, r = self.cfg, self.real
+        targets_all, judged_all, sources_all = [], [], []
+        sweep = []  # per clip: P(high) per axis at each lambda toward the opposite quadrant
+        reached = []  # per clip: judged quadrant == opposite quadrant, per lambda
+        for q, idx in enumerate(self.clips):
+            for i in idx:
+                src = NAMES[q]
+                others = [t for t in NAMES if t != src]
+                a, v = EMOTIONS[src]
+                opposite = emotion_of(1 - a, 1 - v)
+                jobs = [(t, 1.0) for t in others] + [(opposite, lam) for lam in cfg.lambdas if lam != 1.0]
+                out = self.c.transform_many(r.grids[i], jobs, source=src, seed=cfg.seed + i, temperature=0.8, top_p=0.9)
+                p_high = self.judge.prob_high(self.feats([o.grid for o in out]))
+                judged = _quadrant((p_high >= 0.5).astype(int))
+                targets_all += [NAMES.index(t) for t in others]
+                judged_all += judged[:3].tolist()
+                sources_all += [q] * 3
+                at = {lam: k for k, (_, lam) in enumerate(jobs[3:], start=3)}
+                at[1.0] = others.index(opposite)
+                order = [at[lam] for lam in cfg.lambdas]
+                sweep.append(p_high[order])
+                reached.append(judged[order] == NAMES.index(opposite))
+                self._tick("transform", len(jobs))
+        t, j, s = np.array(targets_all), np.array(judged_all), np.array(sources_all)
+        success = np.full((4, 4), np.nan)
+        for q in range(4):
+            for tq in range(4):
+                m = (s == q) & (t == tq)
+                if m.any():
+                    success[q, tq] = (j[m] == tq).mean()
+        sweep_a = np.array(sweep) if sweep else np.zeros((0, len(cfg.lambdas), 2))
+        return {
+            "clips": int(len(sweep)),
+            "reached_target": round(float((t == j).mean()), 4) if len(t) else 0.0,
+            "confusion": _shares(t, j).round(4).tolist() if len(t) else [],
+            "success_by_source": [[None if np.isnan(x) else round(float(x), 4) for x in row] for row in success],
+            "lambda": {
+                "values": list(cfg.lambdas),
+                "reached_opposite": np.array(reached).mean(0).round(4).tolist() if reached else [],
+                "prob_high_arousal_moved": _moved(sweep_a, self.clips, 0),
+                "prob_high_valence_moved": _moved(sweep_a, self.clips, 1),
+            },
+        }
+
+    def swap(self) -> dict:
+        r, out = self.real, {}
+        pairs = [(i, j) for q in range(4) for i, j in zip(self.clips[q], self.clips[(q + 2) % 4])]
+        for feature in ("rhythm", "key"):
+            sims = []
+            for n, (i, j) in enumerate(pairs):
+                a, b = r.grids[i], r.grids[j]
+                res = self.c.swap(a, b, feature, seed=self.cfg.seed + n)
+                idx = np.arange(a.n_bars) % b.n_bars
+                o = res.grid
+                fr = [features.rhythm(x) for x in (o, a, b)]
+                fk = [_key_onehot(x, self.conf) for x in (o, a, b)]
+                sims.append([_cosine(fr[0], fr[1]), _cosine(fr[0], fr[2][idx]),
+                             _cosine(fk[0], fk[1]), _cosine(fk[0], fk[2][idx])])  # fmt: skip
+                self._tick("swap", 1)
+            if not sims:
+                out[feature] = {"pairs": 0}
+                continue
+            m = np.array(sims).mean(0)
+            out[feature] = {"pairs": len(sims), "rhythm_to_a": round(float(m[0]), 4), "rhythm_to_b": round(float(m[1]), 4),
+                            "key_to_a": round(float(m[2]), 4), "key_to_b": round(float(m[3]), 4)}  # fmt: skip
+        return out
+
+    def latents(self) -> tuple[dict, dict]:
+        """Disentanglement probes, the model's own q(y|x) on held-out pieces, and the latent map."""
+        import torch
+
+        r, cfg = self.real, self.cfg
+        held = np.flatnonzero(r.splits != "train")
+        held = held[np.random.default_rng(cfg.seed).permutation(len(held))[: cfg.probe_pieces]]
+        zr, zk, keys, onsets, piece, means, q_ok = [], [], [], [], [], [], []
+        for n, i in enumerate(held):
+            g = r.grids[i]
+            mu_r, mu_k = self.c.encode(g)
+            q = self.c.classify(mu_r, mu_k)
+            q_ok.append([int(q["arousal"][1] >= 0.5) == r.labels[i, 0], int(q["valence"][1] >= 0.5) == r.labels[i, 1]])
+            zr.append(mu_r.cpu().numpy())
+            zk.append(mu_k.cpu().numpy())
+            keys.append(features.bar_keys(g, self.conf))
+            onsets.append(features.rhythm(g).sum(1))
+            piece.append(np.full(g.n_bars, n))
+            means.append((zr[-1].mean(0), zk[-1].mean(0)))
+        zr, zk, keys, onsets, piece = map(np.concatenate, (zr, zk, keys, onsets, piece))
+        # rhythm class: the bar's onset count in thirds of the held-out bars' distribution
+        rclass = np.searchsorted(np.quantile(onsets, [1 / 3, 2 / 3]), onsets, side="right")
+        fit = piece % 2 == 0  # probes fit on half of the pieces, tested on the other half
+        chance_k = float(np.bincount(keys[~fit], minlength=24).max() / max((~fit).sum(), 1))
+        chance_r = float(np.bincount(rclass[~fit], minlength=3).max() / max((~fit).sum(), 1))
+        dis = {
+            "bars": int(len(keys)), "pieces": int(len(held)),
+            "key_from_z_k": _probe(zk, keys, fit, 24), "key_from_z_r": _probe(zr, keys, fit, 24),
+            "key_chance": round(chance_k, 4),
+            "rhythm_from_z_r": _probe(zr, rclass, fit, 3), "rhythm_from_z_k": _probe(zk, rclass, fit, 3),
+            "rhythm_chance": round(chance_r, 4),
+        }  # fmt: skip
+        dists = {}
+        for axis, name in enumerate(("z_r", "z_k")):
+            prior = self.c.model.priors()[axis]
+            lo, hi = (m.detach().cpu() for m in self.c.component_means(axis))
+            spread = float(torch.exp(prior.log_std.detach().cpu()).mean())
+            dists[name] = {"distance": round(float((hi - lo).norm()), 4), "in_stds": round(float((hi - lo).norm()) / spread, 4)}
+        qa = np.array(q_ok).mean(0) if q_ok else np.zeros(2)
+        lat = {"component_means": dists, "model_q_accuracy": {"arousal": round(float(qa[0]), 4),
+               "valence": round(float(qa[1]), 4), "pieces": int(len(held))}}  # fmt: skip
+        self._latent_points = (np.array([m[0] for m in means]), np.array([m[1] for m in means]), r.labels[held])
+        return dis, lat
+
+    def quality(self, generated: dict[str, list[Grid]]) -> dict:
+        r = self.real
+        real_rows = [quality.measure(g, self.conf) for g in r.grids]
+        per = {}
+        for q, name in enumerate(NAMES):
+            real_q = [g for g, lab in zip(r.grids, _quadrant(r.labels)) if lab == q]
+            per[name] = {"generated": _describe(generated.get(name, []), self.conf), "real": _describe(real_q, self.conf)}
+        gen_rows = [quality.measure(g, self.conf) for name in NAMES for g in generated.get(name, [])]
+        return {"generated": quality.summarise(gen_rows), "real": quality.summarise(real_rows), "per_emotion": per}
+
+    # -- the whole run -------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        from emocompose import figures
+        from emocompose.atomic import write_bytes, write_text
+
+        t0 = time.time()
+        self.out.mkdir(parents=True, exist_ok=True)
+        report = {"model": str(self.c.path), "model_step": self.c.meta.get("step"), "settings": asdict(self.cfg)}
+        stages = {}
+
+        def timed(name, fn, *args):
+            t = time.time()
+            value = fn(*args)
+            stages[name] = round(time.time() - t, 1)
+            return value
+
+        report["judge"] = timed("judge", self.fit_judge)
+        report["control"], generated = timed("control", self.control)
+        report["transform"] = timed("transform", self.transform)
+        report["swap"] = timed("swap", self.swap)
+        report["disentanglement"], report["latent"] = timed("latents", self.latents)
+        report["quality"] = timed("quality", self.quality, generated)
+        report["seconds"] = stages | {"total": round(time.time() - t0, 1)}
+
+        samples = self.out / "samples"
+        samples.mkdir(exist_ok=True)
+        for name in NAMES:
+            for k, g in enumerate(generated[name]):
+                write_bytes(samples / f"{name}-{k + 1:02d}.mid", self.c.tok.to_midi(g))
+        figures.piano_roll({n: generated[n][0] for n in NAMES if generated[n]}, self.conf, self.out / "piano_rolls.png")
+        zr, zk, lab = self._latent_points
+        figures.latent_scatter([
+            ("z_r (rhythm) by arousal", _pca2(zr), lab[:, 0], ("low arousal", "high arousal")),
+            ("z_k (key) by valence", _pca2(zk), lab[:, 1], ("low valence", "high valence")),
+        ], self.out / "latent.png")  # fmt: skip
+        figures.confusion(np.array(report["control"]["confusion"]), NAMES, NAMES, "generate: asked vs judged",
+                          self.out / "control_confusion.png", row_label="asked")  # fmt: skip
+        if report["transform"]["clips"]:
+            figures.confusion(np.array(report["transform"]["confusion"]), NAMES, NAMES, "transform (lambda = 1)",
+                              self.out / "transform_confusion.png")  # fmt: skip
+            lam = report["transform"]["lambda"]
+            figures.curves(lam["values"], {"judged as target quadrant": lam["reached_opposite"],
+                                           "arousal judged moved": lam["prob_high_arousal_moved"],
+                                           "valence judged moved": lam["prob_high_valence_moved"]},
+                           "lambda", "share of clips", "transform toward the opposite quadrant",
+                           self.out / "transform_lambda.png")  # fmt: skip
+        write_text(self.out / "report.json", json.dumps(report, indent=1) + "\n")
+        return report
+
+
+def _moved(sweep: np.ndarray, clips: list[list[int]], axis: int) -> list[float]:
+    """Share of clips judged at the opposite level of `axis` at each lambda (every clip's target
+    is the opposite quadrant, so both levels flip)."""
+    if not len(sweep):
+        return []
+    src = np.concatenate([[EMOTIONS[NAMES[q]][axis]] * len(c) for q, c in enumerate(clips)])
+    judged = (sweep[:, :, axis] >= 0.5).astype(int)
+    return (judged != src[:, None]).mean(0).round(4).tolist()
+
+
+def _describe(grids: list[Grid], config) -> dict:
+    """The README's per-quadrant figures (notes per beat, velocity, major share, pitch range)."""
+    if not grids:
+        return {}
+    d = [features.describe(g, config) for g in grids]
+    return {"pieces": len(grids), "notes_per_beat": round(float(np.mean([x["notes_per_beat"] for x in d])), 3),
+            "mean_velocity": round(float(np.mean([x["mean_velocity"] for x in d])), 2),
+            "major_share": round(float(np.mean([x["key"].endswith("major") for x in d])), 3),
+            "pitch_range": round(float(np.mean([x["pitch_range"] for x in d])), 1)}  # fmt: skip
+
+
+def _pca2(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T

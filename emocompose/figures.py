@@ -1,0 +1,108 @@
+"""PNG figures of `evaluate`, drawn with matplotlib (imported here only, headless) and written
+atomically. Each function takes plain numbers, so a report can be redrawn from report.json."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from emocompose.atomic import write_bytes
+from emocompose.midi import TRACKS
+from emocompose.tokenizer import Grid, TokenizerConfig
+
+COLOURS = {"happy": "#e69f00", "tense": "#d55e00", "sad": "#0072b2", "calm": "#009e73"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def piano_roll(grids: dict[str, Grid], config: TokenizerConfig, path: Path) -> None:
+    """One piano roll per emotion, stacked; bar lines dotted, velocity as opacity."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(grids), 1, figsize=(11, 2.3 * len(grids)), squeeze=False)
+    ppq = config.positions_per_quarter
+    for ax, (name, g) in zip(axes[:, 0], grids.items()):
+        starts = np.concatenate(([0], np.cumsum(g.bar_positions)))
+        onset = (starts[g.bar] + g.pos) / ppq
+        length = config.duration_array[g.dur] / ppq
+        alpha = 0.3 + 0.7 * g.vel / max(config.velocity_bins - 1, 1)
+        for x, w, p, a in zip(onset, length, g.pitch, alpha):
+            ax.add_patch(plt.Rectangle((x, p - 0.4), w, 0.8, color=COLOURS.get(name, "k"), alpha=float(a), lw=0))
+        for s in starts / ppq:
+            ax.axvline(s, color="0.8", lw=0.5, ls=":")
+        lo, hi = (int(g.pitch.min()) - 2, int(g.pitch.max()) + 2) if g.n_notes else (48, 84)
+        ax.set_xlim(0, starts[-1] / ppq)
+        ax.set_ylim(lo, hi)
+        ax.set_ylabel("pitch")
+        tracks = ", ".join(sorted({TRACKS[t] for t in g.track.tolist()}))
+        ax.set_title(f"{name}: {g.n_bars} bars, {g.n_notes} notes ({tracks})", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("beats")
+    fig.subplots_adjust(hspace=0.45)
+    _save(fig, path)
+
+
+def latent_scatter(panels: list[tuple[str, np.ndarray, np.ndarray, tuple[str, str]]], path: Path) -> None:
+    """2-D projections side by side: (title, points (n, 2), labels 0/1, (low name, high name))."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+    for ax, (title, pts, lab, names) in zip(axes[0], panels):
+        for level, colour in ((0, "#0072b2"), (1, "#d55e00")):
+            m = lab == level
+            ax.scatter(pts[m, 0], pts[m, 1], s=9, alpha=0.6, color=colour, label=names[level])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def confusion(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, path: Path,
+              row_label: str = "target", col_label: str = "judged") -> None:  # fmt: skip
+    """A heat map of shares (each row sums to one), the share printed in each cell."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            v = matrix[i, j]
+            ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
+                    color="white" if v > 0.6 else "black", fontsize=9)  # fmt: skip
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(col_label)
+    ax.set_ylabel(row_label)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def curves(x: list[float], series: dict[str, list[float]], xlabel: str, ylabel: str, title: str, path: Path,
+           ceiling: dict[str, float] | None = None) -> None:  # fmt: skip
+    """Lines over x (a sweep), with optional dashed horizontal references."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (name, ys) in enumerate(series.items()):
+        ax.plot(x, ys, marker="o", label=name, color=f"C{i}")
+        if ceiling and name in ceiling:
+            ax.axhline(ceiling[name], color=f"C{i}", ls="--", lw=0.8)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)

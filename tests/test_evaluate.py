@@ -1,0 +1,124 @@
+"""evaluate: the judge, the quality measures and the probes on known inputs, and the whole
+command on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import midi_bytes, run_cli, scale
+from emocompose import judge, quality
+from emocompose.errors import EXIT_USAGE
+from emocompose.tokenizer import Tokenizer
+
+TOK = Tokenizer()
+
+
+def grid_of(notes, **kw):
+    return TOK.grid(TOK.load("x.mid", data=midi_bytes([(0, False, notes)], **kw)))
+
+
+def test_binary_scores_by_hand():
+    truth = np.array([1, 1, 1, 0, 0, 0])
+    pred = np.array([1, 1, 0, 0, 0, 1])
+    s = judge.binary_scores(truth, pred)
+    # each class: 2 of 3 right, precision 2/3 -> everything 2/3
+    assert s["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert s["precision"] == s["recall"] == s["f1"] == pytest.approx(2 / 3, abs=1e-4)
+    s = judge.binary_scores(np.array([1, 1, 0, 0]), np.array([1, 1, 1, 1]))
+    # class 1: precision 0.5 recall 1; class 0: nothing predicted -> 0 and 0
+    assert s["precision"] == pytest.approx(0.25) and s["recall"] == pytest.approx(0.5)
+
+
+def test_judge_learns_a_separable_rule_and_standardises():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, len(judge.FEATURES))) * 50 + 100  # large scale: standardisation must cope
+    y = np.c_[x[:, 0] > 100, x[:, 3] < 100].astype(int)
+    j = judge.Judge.fit(x, y, l2=0.01)
+    assert (j.predict(x) == y).mean() > 0.97
+    p = j.prob_high(x)
+    assert p.shape == (200, 2) and ((p >= 0) & (p <= 1)).all()
+
+
+def arpeggio(pitches, bars=2, vel=80):
+    return [(pitches[i % len(pitches)], vel, i, i + 1) for i in range(4 * bars)]
+
+
+def test_note_features_on_a_known_piece():
+    # 2 bars of quarter notes arpeggiating C major, velocity 80: 1 note a beat, one note per
+    # onset, no off-beat onsets, a major mode
+    g = grid_of(arpeggio([60, 64, 67, 72]))
+    f = dict(zip(judge.FEATURES, judge.note_features(g, TOK.config)))
+    assert f["notes_per_beat"] == pytest.approx(1.0)
+    assert f["notes_per_onset"] == pytest.approx(1.0)
+    assert f["offbeat_share"] == 0.0
+    assert f["log_duration"] == pytest.approx(0.0, abs=1e-9)  # a beat long
+    assert abs(f["mean_velocity"] - 80) < 3
+    assert f["mode"] > 0 and f["major_bars"] == 1.0
+    minor = dict(zip(judge.FEATURES, judge.note_features(grid_of(arpeggio([57, 60, 64, 69])), TOK.config)))
+    assert minor["mode"] < 0
+
+
+def test_quality_measures_on_known_pieces():
+    line = quality.measure(grid_of(scale(60, bars=4, beats=1.0)), TOK.config)
+    # C D E F G A B C: 7 pitch classes, C twice as often as the others in each octave run
+    counts = np.array([2, 1, 1, 1, 1, 1, 1], float)
+    p = counts / counts.sum()
+    assert line["pitch_class_entropy"] == pytest.approx(-(p * np.log2(p)).sum(), abs=1e-6)
+    assert line["scale_consistency"] == 1.0
+    assert line["groove_consistency"] == 1.0  # every bar has onsets on the same four steps
+    assert line["polyphony"] == pytest.approx(1.0)
+    assert line["notes_per_beat"] == pytest.approx(1.0)
+    chord = quality.measure(grid_of([(60, 80, 0, 4), (64, 80, 0, 4), (67, 80, 0, 4)]), TOK.config)
+    assert chord["polyphony"] == pytest.approx(3.0)
+    assert chord["pitch_class_entropy"] == pytest.approx(math.log2(3))
+    out = quality.summarise([line, chord, dict(line, groove_consistency=float("nan"))])
+    assert out["groove_consistency"]["mean"] == 1.0  # the NaN is left out
+
+
+def test_probe_reads_a_linear_code_and_not_noise():
+    from emocompose.evaluate import _probe
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 8))
+    y = np.digitize(x[:, 0] + x[:, 1], [-0.7, 0.7])  # 3 classes cut by parallel planes
+    fit = np.arange(400) % 2 == 0
+    assert _probe(x, y, fit, 3) > 0.9
+    assert _probe(x, rng.integers(0, 3, 400), fit, 3) < 0.5  # chance is 1/3
+
+
+def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
+    out = tmp_path / "rep"
+    r = run_cli("evaluate", "--data", tiny_dataset, "--model", tiny_model, "--out", out, "--pieces", "2",
+                "--clips", "1", "--bars", "2", "--json", timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    rep = json.loads((out / "report.json").read_text())
+    assert rep == json.loads(r.stdout)
+    assert rep["judge"]["trained_on"] == 12 and rep["judge"]["tested_on"] == 4
+    c = rep["control"]
+    assert c["arousal"]["n"] == c["valence"]["n"] == 8
+    assert all(abs(sum(row) - 1) < 1e-3 for row in c["confusion"])
+    tr = rep["transform"]
+    assert tr["clips"] == 4 and len(tr["lambda"]["reached_opposite"]) == 5
+    assert all(abs(sum(row) - 1) < 1e-3 for row in tr["confusion"])
+    for feature in ("rhythm", "key"):
+        s = rep["swap"][feature]
+        assert s["pairs"] == 4 and all(0 <= s[k] <= 1 + 1e-9 for k in ("rhythm_to_a", "rhythm_to_b", "key_to_a", "key_to_b"))
+    assert 0 <= rep["disentanglement"]["key_from_z_r"] <= 1
+    assert rep["quality"]["real"]["scale_consistency"]["mean"] > 0.9  # the fixtures are scales
+    for name in ("piano_rolls", "latent", "control_confusion", "transform_confusion", "transform_lambda"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((out / "samples").glob("*.mid"))) == 8
+    assert b"generate: accuracy" in r.stderr
+
+
+def test_evaluate_needs_labelled_music(tiny_model, tmp_path, write_midi):
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    (folder / "song.mid").write_bytes(midi_bytes([(0, False, scale(60, bars=4))]))
+    r = run_cli("evaluate", "--data", folder, "--model", tiny_model, "--out", tmp_path / "rep")
+    assert r.returncode == EXIT_USAGE and b"no labelled pieces" in r.stderr and b"Traceback" not in r.stderr
+    assert not (tmp_path / "rep").exists()
