@@ -68,7 +68,9 @@ def _mutated_folder(tmp_path, count: int, seed: int = 1):
     folder.mkdir()
     expected = {}
     for i in range(count):
-        _, data = mutate(SEEDS[i % len(SEEDS)], rng, n=1 + i % 2)
+        # the first file is left whole, so every folder has one readable file (with or without
+        # ../shared/data, whose files add seeds)
+        data = SEEDS[0] if i == 0 else mutate(SEEDS[i % len(SEEDS)], rng, n=1 + i % 2)[1]
         path = folder / f"f{i:03d}.mid"
         path.write_bytes(data)
         expected[path.name] = outcome(data, str(path))
