@@ -182,13 +182,13 @@ class Evaluation:
             grids[name] = [r.grid for r in res]
             truth += [EMOTIONS[name]] * cfg.pieces
             self._tick("generate", cfg.pieces)
-        flat = [g for name in NAMES for g in grids[name]]
-        pred = self.judge.predict(self.feats(flat))
+        prob = self.judge.prob_high(self.feats([g for name in NAMES for g in grids[name]]))
+        pred = (prob >= 0.5).astype(np.int64)
         truth = np.array(truth)
         report = _axis_scores(truth, pred)
         report["confusion"] = _shares(_quadrant(truth), _quadrant(pred)).round(4).tolist()
-        report["prob_high"] = {name: self.judge.prob_high(self.feats(grids[name])).mean(0).round(4).tolist()
-                               for name in NAMES}  # fmt: skip
+        report["prob_high"] = {name: prob[k * cfg.pieces : (k + 1) * cfg.pieces].mean(0).round(4).tolist()
+                               for k, name in enumerate(NAMES)}  # fmt: skip
         return report, grids
 
     def transform(self) -> dict:
@@ -237,25 +237,27 @@ class Evaluation:
         }
 
     def swap(self) -> dict:
-        r, out = self.real, {}
+        """Each pair swapped both ways round; A's and B's features computed once per pair."""
+        r = self.real
         pairs = [(i, j) for q in range(4) for i, j in zip(self.clips[q], self.clips[(q + 2) % 4])]
-        for feature in ("rhythm", "key"):
-            sims = []
-            for n, (i, j) in enumerate(pairs):
-                a, b = r.grids[i], r.grids[j]
-                res = self.c.swap(a, b, feature, seed=self.cfg.seed + n)
-                idx = np.arange(a.n_bars) % b.n_bars
-                o = res.grid
-                fr = [features.rhythm(x) for x in (o, a, b)]
-                fk = [_key_onehot(x, self.conf) for x in (o, a, b)]
-                sims.append([_cosine(fr[0], fr[1]), _cosine(fr[0], fr[2][idx]),
-                             _cosine(fk[0], fk[1]), _cosine(fk[0], fk[2][idx])])  # fmt: skip
+        sims = {"rhythm": [], "key": []}
+        for n, (i, j) in enumerate(pairs):
+            a, b = r.grids[i], r.grids[j]
+            idx = np.arange(a.n_bars) % b.n_bars
+            fr_a, fr_b = features.rhythm(a), features.rhythm(b)[idx]
+            fk_a, fk_b = _key_onehot(a, self.conf), _key_onehot(b, self.conf)[idx]
+            for feature in sims:
+                o = self.c.swap(a, b, feature, seed=self.cfg.seed + n).grid
+                fr, fk = features.rhythm(o), _key_onehot(o, self.conf)
+                sims[feature].append([_cosine(fr, fr_a), _cosine(fr, fr_b), _cosine(fk, fk_a), _cosine(fk, fk_b)])
                 self._tick("swap", 1)
-            if not sims:
+        out = {}
+        for feature, rows in sims.items():
+            if not rows:
                 out[feature] = {"pairs": 0}
                 continue
-            m = np.array(sims).mean(0)
-            out[feature] = {"pairs": len(sims), "rhythm_to_a": round(float(m[0]), 4), "rhythm_to_b": round(float(m[1]), 4),
+            m = np.array(rows).mean(0)
+            out[feature] = {"pairs": len(rows), "rhythm_to_a": round(float(m[0]), 4), "rhythm_to_b": round(float(m[1]), 4),
                             "key_to_a": round(float(m[2]), 4), "key_to_b": round(float(m[3]), 4)}  # fmt: skip
         return out
 
