@@ -214,7 +214,7 @@ class Packing:
         src = j[None] - (self.n - lens[:, None])
         ok = src >= 0
         rows = torch.where(ok, self.start[last, None] + src.clamp_min(0), 0)
-        return x.index_select(0, rows.reshape(-1)).view(self.b, self.n, -1) * ok[..., None].to(x.dtype), lens
+        return _gather(x, rows) * ok[..., None].to(x.dtype), lens
 
 
 class XLStack(nn.Module):
