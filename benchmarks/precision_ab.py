@@ -3,7 +3,8 @@ trained N steps each way; prints both loss curves, their largest gap, and the sp
 
     python benchmarks/precision_ab.py [--steps 30] [--preset small] [--dataset DIR]
 
-`emocompose train --precision auto` uses bf16 on CPUs because of this comparison.
+`emocompose train --precision auto` uses bf16 on CPUs that multiply it natively because of this
+comparison (same curve, faster); on CPUs that emulate bf16 it takes fp32 (see `train.cpu_precision`).
 """
 
 from __future__ import annotations

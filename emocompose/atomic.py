@@ -47,6 +47,7 @@ def atomic_path(target: str | os.PathLike, *, exclusive: bool = False) -> Iterat
     target = Path(target)
     tmp = _tmp_name(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)  # `-o new/song.mid` makes `new/`
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -110,7 +111,9 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     _remove_stale(target)
     tmp = _tmp_name(target)
     try:
-        tmp.mkdir(parents=False)
+        # `--out runs/new/data` should not fail after minutes of work because `runs/new` is missing
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
         yield tmp
         if target.exists():
             old = _tmp_name(target)

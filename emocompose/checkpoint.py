@@ -93,8 +93,15 @@ def load_tensors(path: str | os.PathLike) -> dict:
         raise ModelError(f"corrupt or truncated safetensors file ({str(exc).splitlines()[0][:120]})", str(path)) from None
 
 
-def check_state(path, expected: dict, got: dict) -> None:
-    """Every expected tensor present with its shape and dtype, nothing unknown."""
+# Tensors added after the first release: a checkpoint without them still loads, and gets them
+# from the model as built (the key table: empty, so generation falls back to the components).
+ADDED_LATER = ("key_sum", "key_weight", "key_share")
+
+
+def check_state(path, expected: dict, got: dict) -> dict:
+    """Every expected tensor present with its shape and dtype, nothing unknown. Returns `got`
+    with tensors of ADDED_LATER it lacks taken from `expected`."""
+    got = {**{k: expected[k] for k in ADDED_LATER if k in expected and k not in got}, **got}
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     if missing:
@@ -110,3 +117,4 @@ def check_state(path, expected: dict, got: dict) -> None:
             )
         if not got[k].dtype.is_floating_point and v.dtype.is_floating_point:
             raise ModelError(f"tensor {k} has dtype {got[k].dtype}, expected floating point", str(path))
+    return got

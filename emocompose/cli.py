@@ -394,7 +394,8 @@ def _emit(results, out: Optional[str], default_name, as_json: bool, composer, t0
         if as_json:
             print(json.dumps(record), flush=True)
         else:
-            say(f"wrote [bold]{path}[/] ({record['bars']} bars, {record['notes']} notes)")
+            in_key = f", {record['key']}" if record.get("key") else ""
+            say(f"wrote [bold]{path}[/] ({record['bars']} bars, {record['notes']} notes{in_key})")
 
 
 def _planned_path(out: Optional[str], name: str, many: bool) -> Optional[Path]:
@@ -432,6 +433,10 @@ REWRITE_TEMP_OPT = typer.Option(0.8, help="Token sampling temperature (0: always
 REWRITE_TOP_P_OPT = typer.Option(0.9, help="Nucleus sampling: keep the likeliest tokens up to this probability.")
 
 
+PAPER_OPT = typer.Option(False, "--paper", help="The paper's latent operations exactly: bars drawn alone, z_k "
+                        "around the emotion's component mean, no key change in transform (for comparisons).")
+
+
 @app.command()
 def generate(
     emotion: Optional[str] = typer.Option(None, "--emotion", "-e", help="happy, tense, sad or calm (or Q1-Q4)."),
@@ -443,6 +448,11 @@ def generate(
     temperature: float = typer.Option(1.0, help="Token sampling temperature (0: always the likeliest token)."),
     top_p: float = typer.Option(0.95, help="Nucleus sampling: keep the likeliest tokens up to this probability."),
     tempo: Optional[float] = typer.Option(None, help="Fix the tempo (BPM) instead of letting the model choose."),
+    key: Optional[str] = typer.Option(None, "--key", "-k", help="The key, e.g. 'A minor', 'F# major', 'Bb' "
+                                      "(default: drawn per piece from the keys of training pieces of that valence)."),
+    coherence: float = typer.Option(0.6, min=0.0, max=1.0, help="How much the bars of a piece share their latents "
+                                    "(0: each bar drawn alone, as in the paper; 1: every bar the same). Real music: about 0.6."),
+    paper: bool = PAPER_OPT,
     out: Optional[str] = typer.Option(None, "-o", "--out", help="A .mid file, a folder (for several), or - for stdout. "
                                       "Default: EMOTION_SEED_I.mid in the current folder, never overwriting."),  # fmt: skip
     model: Optional[str] = MODEL_OPT,
@@ -453,18 +463,30 @@ def generate(
     Examples:
       emocompose generate --emotion happy --bars 20 -o happy.mid
       emocompose generate --emotion sad --count 8 -o sad/ --json
+      emocompose generate --emotion sad --key "D minor" --tempo 70 -o sad.mid
       emocompose generate --arousal 0.5 --valence -0.8 -o -  > tense-ish.mid
     """
     import time
 
+    from emocompose.features import parse_key
+
     _check_limits(bars=bars, count=count)
     if emotion is None and (arousal is None or valence is None):
         raise UsageError("give --emotion (happy, tense, sad, calm) or both --arousal and --valence")
+    if key is not None:
+        if paper:
+            raise UsageError("--key needs the key table, which --paper leaves out")
+        try:
+            parse_key(key)  # a usage error before the model loads
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     t0 = time.perf_counter()
     composer = _load_composer(model)
     results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
-                                temperature=temperature, top_p=top_p, tempo=tempo)  # fmt: skip
-    _emit(results, out, lambda i, r: f"{r.emotion}_{seed}_{i}.mid", as_json, composer, t0)
+                                temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
+                                paper=paper)  # fmt: skip
+    _emit(results, out, lambda i, r: f"{r.emotion}_{seed}_{i}.mid", as_json, composer, t0,
+          lambda r: {"key": r.info["key"]} if r.info.get("key") else {})  # fmt: skip
 
 
 @app.command()
@@ -480,6 +502,7 @@ def transform(
                                       "Default: NAME_to_EMOTION.mid in the current folder."),  # fmt: skip
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON_OPT,
+    paper: bool = PAPER_OPT,
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output file exists already "
                                        "(rerun a killed batch to finish it; the same seed gives the same bytes)."),  # fmt: skip
 ) -> None:
@@ -516,12 +539,15 @@ def transform(
             return
         grid = _read_piece(composer, path)
         _check_limits(bars=grid.n_bars)
-        r = composer.transform(grid, to, lam, source=source, seed=seed, temperature=temperature, top_p=top_p)
+        r = composer.transform(grid, to, lam, source=source, seed=seed, temperature=temperature, top_p=top_p,
+                               paper=paper)  # fmt: skip
         q = r.info["q"]
+        keys = f", key {' -> '.join(r.info['key'])}" if "key" in r.info else ""
         print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
-              f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}", file=sys.stderr)  # fmt: skip
+              f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
         _emit([r], target, lambda i, _: name_of(path), as_json, composer, t0,
-              extra=lambda r: {"input": path, "source_emotion": r.info["source_emotion"], "q": r.info["q"], "lambda": lam})  # fmt: skip
+              extra=lambda r: {"input": path, "source_emotion": r.info["source_emotion"], "q": r.info["q"], "lambda": lam,
+                                 **({"key": r.info["key"]} if "key" in r.info else {})})  # fmt: skip
 
     code = run_batch(files, one)
     if skipped:
@@ -576,6 +602,7 @@ def evaluate(
     seed: int = SEED_OPT,
     temperature: float = typer.Option(1.0, help="Token sampling temperature of the generated pieces (as generate)."),
     top_p: float = typer.Option(0.95, help="Nucleus sampling of the generated pieces (as generate)."),
+    paper: bool = PAPER_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON on stdout."),
 ) -> None:
     """Measure a model the paper's way: emotion control, transform, swap, disentanglement, latents, quality.
@@ -592,7 +619,8 @@ def evaluate(
     _check_limits(bars=bars, count=pieces)
     if pieces < 1 or clips < 0:
         raise UsageError("--pieces must be at least 1 and --clips at least 0")
-    cfg = EvalConfig(pieces=pieces, bars=bars, clips=clips, seed=seed, temperature=temperature, top_p=top_p)
+    cfg = EvalConfig(pieces=pieces, bars=bars, clips=clips, seed=seed, temperature=temperature, top_p=top_p,
+                     paper=paper)  # fmt: skip
     composer = Composer.load(model)
     real = load_real(data, composer.tok, bars, labels_csv=labels)
     with _progress() as prog:

@@ -2,8 +2,9 @@
 Python API: `Composer.load()` then `.generate(...)`, `.transform(...)`, `.swap(...)`.
 
 Per bar, z_r carries rhythm (arousal) and z_k key (valence). Generation samples each bar's
-latents from the target mixture components; transform shifts a piece's latents by
-lambda (mu_target - mu_source) on each axis whose level changes; swap takes one latent from
+latents from the target mixture components (z_k around the mean of a key, see `prior_latents`);
+transform shifts a piece's latents by lambda (mu_target - mu_source) on each axis whose level
+changes (and z_k toward the parallel key when the mode must change); swap takes one latent from
 each of two pieces. Decoding is bar by bar with the memory (`sampling`).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from emocompose.errors import ModelError, UsageError
+from emocompose.features import KEY_NAMES, global_key, is_major, parallel_key, parse_key
 from emocompose.tokenizer import Grid, Tokenizer, Vocab
 
 # name -> (arousal, valence), 1 = high (Russell's quadrants, model.md section 1)
@@ -24,6 +26,9 @@ EMOTIONS = {"happy": (1, 1), "tense": (1, 0), "sad": (0, 0), "calm": (0, 1)}
 QUADRANT = {"happy": "Q1", "tense": "Q2", "sad": "Q3", "calm": "Q4"}
 MODEL_ENV = "EMOCOMPOSE_MODEL"
 DEFAULT_NAME = "default.safetensors"
+# Correlation of one piece's bar latents when generating. Measured: in 40 EMOPIA val clips the
+# bars' posterior means share 62% (z_r) and 66% (z_k) of their variance with their piece's mean.
+DEFAULT_COHERENCE = 0.6
 
 
 def emotion_of(arousal: int, valence: int) -> str:
@@ -88,7 +93,7 @@ class Composer:
             raise ModelError("model and vocabulary sizes disagree", str(p))
         model = CDGMVAE(cfg)
         tensors = {k: v for k, v in checkpoint.load_tensors(p).items() if not k.startswith("opt.")}
-        checkpoint.check_state(p, model.state_dict(), tensors)
+        tensors = checkpoint.check_state(p, model.state_dict(), tensors)
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
         model.requires_grad_(False)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -163,11 +168,11 @@ class Composer:
 
     def generate(self, emotion: str | None = None, *, arousal: float | None = None, valence: float | None = None,
                  bars: int = 20, count: int = 1, seed: int = 0, temperature: float = 1.0, top_p: float = 0.95,
-                 latent_temperature: float = 1.0, tempo: float | None = None) -> list[Result]:  # fmt: skip
+                 latent_temperature: float = 1.0, coherence: float = DEFAULT_COHERENCE, key: str | None = None,
+                 tempo: float | None = None, paper: bool = False) -> list[Result]:  # fmt: skip
         """`count` pieces of `bars` bars, decoded as one batch. Either a named emotion, or a point
-        (arousal, valence) in [-1, 1]^2 between the component means."""
-        import torch
-
+        (arousal, valence) in [-1, 1]^2 between the component means. See `prior_latents` for
+        `coherence`, `key` and `paper`."""
         from emocompose.sampling import BarPlan
 
         if emotion is not None:
@@ -182,18 +187,73 @@ class Composer:
                     raise UsageError(f"--{name} must be in [-1, 1], got {x}")
             levels = (arousal, valence)
             label = emotion_of(int(arousal >= 0), int(valence >= 0))
-        g = torch.Generator().manual_seed(seed)
-        zs = []
-        for axis, level in enumerate(levels):
-            prior = self.model.priors()[axis]
-            mean = self.axis_mean(axis, level)
-            eps = torch.randn(count, bars, mean.shape[0], generator=g).to(self.device)
-            zs.append(mean + latent_temperature * torch.exp(prior.log_std.detach()) * eps)
+        z_r, z_k, keys = self.prior_latents(levels, count, bars, seed, latent_temperature, coherence, key, paper)
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
         plans = [BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars) for _ in range(count)]
-        grids = self._decode(zs[0], zs[1], plans, temperature, top_p, seed)
-        return [Result(gr, label, seed, {"arousal": levels[0], "valence": levels[1], "index": i})
+        grids = self._decode(z_r, z_k, plans, temperature, top_p, seed)
+        return [Result(gr, label, seed, {"arousal": levels[0], "valence": levels[1], "index": i,
+                                         "key": None if keys is None else KEY_NAMES[keys[i]]})
                 for i, gr in enumerate(grids)]  # fmt: skip
+
+    def prior_latents(self, levels: tuple[float, float], count: int, bars: int, seed: int = 0,
+                      latent_temperature: float = 1.0, coherence: float = DEFAULT_COHERENCE,
+                      key: str | None = None, paper: bool = False):  # fmt: skip
+        """Per-bar z_r and z_k, each (count, bars, latent), for the point `levels` (arousal,
+        valence in [-1, 1]), and the key index each piece was given (None without a key table).
+
+        Each bar's draw is sqrt(coherence) of a draw shared by the piece plus sqrt(1 - coherence)
+        of its own: every bar is still a sample of N(mean, sigma^2) as in the paper, but the bars
+        of a piece agree as real bars do. choice (beyond model.md section 5): with the model's key
+        table, z_k's mean is the mean z_k of bars in one key (`key`, or drawn per piece from the
+        keys of the labelled training pieces of that valence), moved by the valence component's
+        offset from the middle of the two components; without a table, the component mean.
+        `paper`: exactly model.md section 5 (bars drawn alone, z_k around the component mean)."""
+        import torch
+
+        if not 0.0 <= coherence <= 1.0:
+            raise UsageError(f"--coherence must be in [0, 1], got {coherence}")
+        if paper and key is not None:
+            raise UsageError("--key needs the key table, which --paper leaves out")
+        coherence = 0.0 if paper else coherence
+        key_index = None
+        if key is not None:
+            try:
+                key_index = parse_key(key)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        g = torch.Generator().manual_seed(seed)
+        table, keys, zs = None if paper else self.model.key_means(), None, []
+        if key_index is not None and (table is None or not table[1][key_index]):
+            why = "has no key table (trained by an older emocompose)" if table is None else \
+                f"saw no training bars in {KEY_NAMES[key_index]}"  # fmt: skip
+            raise ModelError(f"this model {why}, so it cannot write in a chosen key", str(self.path))
+        for axis, level in enumerate(levels):
+            prior = self.model.priors()[axis]
+            mean = self.axis_mean(axis, level).expand(count, 1, -1)
+            if axis == 1 and table is not None:
+                keys = self._pick_keys(level, count, key_index, table[1], g)
+                lo, hi = self.component_means(1)
+                mean = (table[0][keys] + (self.axis_mean(1, level) - (lo + hi) / 2))[:, None]
+            eps = torch.randn(count, bars, mean.shape[-1], generator=g)
+            shared = torch.randn(count, 1, mean.shape[-1], generator=g)
+            eps = coherence**0.5 * shared + (1 - coherence) ** 0.5 * eps
+            zs.append(mean + latent_temperature * torch.exp(prior.log_std.detach()) * eps.to(self.device))
+        return zs[0], zs[1], None if keys is None else keys.tolist()
+
+    def _pick_keys(self, level: float, count: int, key_index: int | None, known, g):
+        """One key per piece: the given one, or drawn from how often the labelled training pieces
+        of each valence class are in each key, mixed by `level` (-1 low, 1 high); only keys
+        whose bars the table has seen."""
+        import torch
+
+        if key_index is not None:
+            return torch.full((count,), key_index, dtype=torch.long)
+        share = self.model.key_share.cpu() * known.cpu()
+        w = (level + 1) / 2
+        p = (1 - w) * share[0] / share[0].sum().clamp_min(1) + w * share[1] / share[1].sum().clamp_min(1)
+        if float(p.sum()) <= 0:  # trained without labels: keys as often as in the training bars
+            p = self.model.key_weight.cpu()
+        return torch.multinomial(p, count, replacement=True, generator=g)
 
     def _plan(self, grid: Grid, n: int):
         from emocompose.sampling import BarPlan
@@ -203,14 +263,15 @@ class Composer:
         return BarPlan(grid.bar_positions[idx].tolist(), grid.bar_tempo[idx].tolist(), tracks)
 
     def transform(self, grid: Grid, to: str, lam: float, *, source: str | None = None, seed: int = 0,
-                  temperature: float = 0.8, top_p: float = 0.9) -> Result:  # fmt: skip
+                  temperature: float = 0.8, top_p: float = 0.9, paper: bool = False) -> Result:  # fmt: skip
         """Shift the piece's latents toward emotion `to` by lam in [0, 1]; meter, tempo and
         track layout are kept. lam = 0 re-decodes the piece from its own latents."""
         return self.transform_many(grid, [(to, lam)], source=source, seed=seed, temperature=temperature,
-                                   top_p=top_p)[0]  # fmt: skip
+                                   top_p=top_p, paper=paper)[0]  # fmt: skip
 
     def transform_many(self, grid: Grid, targets: list[tuple[str, float]], *, source: str | None = None,
-                       seed: int = 0, temperature: float = 0.8, top_p: float = 0.9) -> list[Result]:  # fmt: skip
+                       seed: int = 0, temperature: float = 0.8, top_p: float = 0.9,
+                       paper: bool = False) -> list[Result]:  # fmt: skip
         """Several (emotion, lambda) targets for one piece: encoded once, decoded as one batch."""
         import torch
 
@@ -218,15 +279,17 @@ class Composer:
             if not 0.0 <= lam <= 1.0:
                 raise UsageError(f"--lambda must be in [0, 1], got {lam}")
         encoded = self.encode(grid)
-        shifted = [self.shifted_latents(grid, to, lam, source, encoded) for to, lam in targets]
+        shifted = [self.shifted_latents(grid, to, lam, source, encoded, paper) for to, lam in targets]
         z_r = torch.stack([z[0] for z, _ in shifted])
         z_k = torch.stack([z[1] for z, _ in shifted])
         outs = self._decode(z_r, z_k, [self._plan(grid, grid.n_bars)] * len(targets), temperature, top_p, seed)
         return [Result(o, to.lower(), seed, info) for o, (to, _), (_, info) in zip(outs, targets, shifted)]
 
-    def shifted_latents(self, grid: Grid, to: str, lam: float, source: str | None = None, encoded=None):
+    def shifted_latents(self, grid: Grid, to: str, lam: float, source: str | None = None, encoded=None,
+                        paper: bool = False):  # fmt: skip
         """The per-bar means of the piece (`encoded`, if already computed), each axis whose level
-        changes moved by lam (mu_target - mu_source); and what was inferred about the piece."""
+        changes moved by lam (mu_target - mu_source), and z_k toward the parallel key where the
+        mode must change (not with `paper`); and what was inferred about the piece."""
         target = parse_emotion(to)
         mu_r, mu_k = self.encode(grid) if encoded is None else encoded
         q = self.classify(mu_r, mu_k)
@@ -237,6 +300,17 @@ class Composer:
                 means = self.component_means(axis)
                 z[axis] = z[axis] + lam * (means[target[axis]] - means[src[axis]])
         info = {"source_emotion": emotion_of(*src), "q": q, "lambda": lam, "source_inferred": source is None}
+        table = None if paper else self.model.key_means()
+        if table is not None and src[1] != target[1]:
+            # choice (beyond the paper): a change of valence also moves z_k from the piece's key
+            # to its parallel key when the key's mode is not the target's (minor for low
+            # valence): the component shift alone rarely changed the mode
+            means, known = table
+            k = global_key(grid, self.tok.config)
+            k2 = parallel_key(k)
+            if bool(is_major(k)) != bool(target[1]) and known[k] and known[k2]:
+                z[1] = z[1] + lam * (means[k2] - means[k])
+                info["key"] = [KEY_NAMES[k], KEY_NAMES[k2]]
         return z, info
 
     def swap(self, a: Grid, b: Grid, feature: str, *, seed: int = 0, temperature: float = 0.8,

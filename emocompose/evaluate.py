@@ -42,6 +42,7 @@ class EvalConfig:
     seed: int = 0
     temperature: float = 1.0
     top_p: float = 0.95
+    paper: bool = False  # the paper's latent operations exactly (no coherence, no key table)
 
 
 @dataclass
@@ -178,7 +179,7 @@ class Evaluation:
         cfg, grids, truth = self.cfg, {}, []
         for i, name in enumerate(NAMES):
             res = self.c.generate(name, bars=cfg.bars, count=cfg.pieces, seed=cfg.seed + i,
-                                  temperature=cfg.temperature, top_p=cfg.top_p)  # fmt: skip
+                                  temperature=cfg.temperature, top_p=cfg.top_p, paper=cfg.paper)  # fmt: skip
             grids[name] = [r.grid for r in res]
             truth += [EMOTIONS[name]] * cfg.pieces
             self._tick("generate", cfg.pieces)
@@ -203,7 +204,8 @@ class Evaluation:
                 a, v = EMOTIONS[src]
                 opposite = emotion_of(1 - a, 1 - v)
                 jobs = [(t, 1.0) for t in others] + [(opposite, lam) for lam in cfg.lambdas if lam != 1.0]
-                out = self.c.transform_many(r.grids[i], jobs, source=src, seed=cfg.seed + i, temperature=0.8, top_p=0.9)
+                out = self.c.transform_many(r.grids[i], jobs, source=src, seed=cfg.seed + i, temperature=0.8, top_p=0.9,
+                                            paper=cfg.paper)  # fmt: skip
                 p_high = self.judge.prob_high(self.feats([o.grid for o in out]))
                 judged = _quadrant((p_high >= 0.5).astype(int))
                 targets_all += [NAMES.index(t) for t in others]
@@ -319,7 +321,7 @@ class Evaluation:
 
     def run(self) -> dict:
         from emocompose import figures
-        from emocompose.atomic import write_bytes, write_text
+        from emocompose.atomic import atomic_dir, write_text
 
         t0 = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -340,11 +342,10 @@ class Evaluation:
         report["quality"] = timed("quality", self.quality, generated)
         report["seconds"] = stages | {"total": round(time.time() - t0, 1)}
 
-        samples = self.out / "samples"
-        samples.mkdir(exist_ok=True)
-        for name in NAMES:
-            for k, g in enumerate(generated[name]):
-                write_bytes(samples / f"{name}-{k + 1:02d}.mid", self.c.tok.to_midi(g))
+        with atomic_dir(self.out / "samples") as samples:  # replaces an earlier run's samples whole
+            for name in NAMES:
+                for k, g in enumerate(generated[name]):
+                    (samples / f"{name}-{k + 1:02d}.mid").write_bytes(self.c.tok.to_midi(g))
         figures.piano_roll({n: generated[n][0] for n in NAMES if generated[n]}, self.conf, self.out / "piano_rolls.png")
         zr, zk, lab = self._latent_points
         figures.latent_scatter([

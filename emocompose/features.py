@@ -46,6 +46,26 @@ def is_major(key: np.ndarray | int) -> np.ndarray | bool:
     return np.asarray(key) < 12
 
 
+def parallel_key(key: int) -> int:
+    """The key on the same tonic in the other mode (C major <-> C minor)."""
+    return (key + 12) % N_KEYS
+
+
+_TONICS = {n.lower(): i for i, n in enumerate(PITCH_NAMES)} | {"db": 1, "d#": 3, "gb": 6, "g#": 8, "a#": 10,
+                                                               "cb": 11, "b#": 0, "fb": 4, "e#": 5}  # fmt: skip
+_MODES = {"": 0, "major": 0, "maj": 0, "minor": 12, "min": 12, "m": 12}
+
+
+def parse_key(name: str) -> int:
+    """'A minor', 'Am', 'f# min', 'Bb', 'C major' -> 0-23 (a tonic alone is major)."""
+    text = name.strip().lower().replace("♯", "#").replace("♭", "b")
+    tonic = text[:2] if text[:2] in _TONICS else text[:1]
+    mode = text[len(tonic) :].strip()
+    if tonic not in _TONICS or mode not in _MODES:
+        raise ValueError(f"unknown key {name!r}; write a tonic and a mode, e.g. 'A minor', 'F# major', 'Bb'")
+    return _TONICS[tonic] + _MODES[mode]
+
+
 def rhythm(grid: Grid) -> np.ndarray:
     """(n_bars, 16) onset counts; drums count (they are rhythm too)."""
     out = np.zeros((grid.n_bars, RHYTHM_BINS), np.int64)

@@ -91,10 +91,13 @@ def confusion(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, 
 
 
 def curves(x: list[float], series: dict[str, list[float]], xlabel: str, ylabel: str, title: str, path: Path,
-           ceiling: dict[str, float] | None = None) -> None:  # fmt: skip
+           ceiling: dict[str, float] | None = None, log_x: bool = False) -> None:  # fmt: skip
     """Lines over x (a sweep), with optional dashed horizontal references."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:g}" for v in x])
     for i, (name, ys) in enumerate(series.items()):
         ax.plot(x, ys, marker="o", label=name, color=f"C{i}")
         if ceiling and name in ceiling:

@@ -19,6 +19,7 @@ import numpy as np
 
 from emocompose.dataset import Dataset
 from emocompose.errors import ModelError, OutputError, UsageError
+from emocompose.features import N_KEYS
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     val_windows: int = 64
-    precision: str = "auto"  # auto: bf16 autocast on CPU (measured A/B in README), fp32 elsewhere
+    precision: str = "auto"  # auto: bf16 autocast on CPUs that multiply bf16 natively, else fp32
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +77,10 @@ class Windows:
         self.n_bars = n_bars
         self.supervision = float(n_bars[keep].sum() / max(total, 1))
         self.train_bars = int(total)
+        # how often the labelled training pieces of each valence class are in each key
+        self.key_share = np.zeros((2, N_KEYS), np.float32)
+        for p in keep:
+            self.key_share[labels[p, 1], ds.pieces[p]["key"]] += 1
 
     def sample(self, step: int) -> list[tuple[int, int]]:
         """The (piece, first bar) windows of one global batch, a function of (seed, step) only."""
@@ -211,25 +216,39 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
 
 
-def matmul_peak(dtype_name: str = "bf16", seconds: float = 0.5) -> float:
-    """FLOP/s of a large square matmul on this machine, the denominator of MFU: the best of five
-    windows, since a neighbour's load can only make a window slower (the peak is what the
-    machine can do, so MFU errs low)."""
+def _matmul_rate(dtype_name: str, size: int, seconds: float, windows: int) -> float:
+    """FLOP/s of a size x size matmul: the best of `windows` windows (each at least one product),
+    since a neighbour's load can only make a window slower."""
     import torch
 
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
-    a = torch.randn(1024, 1024, dtype=dtype)
-    b = torch.randn(1024, 1024, dtype=dtype)
-    for _ in range(5):  # warm up: the first products run slower
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 4:  # warm up: the first products run slower
         a @ b
     best = 0.0
-    for _ in range(5):
+    for _ in range(windows):
         n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds / 5:
+        while n == 0 or time.perf_counter() - t0 < seconds / windows:
             a @ b
             n += 1
-        best = max(best, 2 * 1024**3 * n / (time.perf_counter() - t0))
+        best = max(best, 2 * size**3 * n / (time.perf_counter() - t0))
     return best
+
+
+def matmul_peak(dtype_name: str = "bf16", seconds: float = 0.5) -> float:
+    """FLOP/s of a large square matmul on this machine, the denominator of MFU (so MFU errs low)."""
+    return _matmul_rate(dtype_name, 1024, seconds, 5)
+
+
+def cpu_precision() -> str:
+    """bf16 where this CPU multiplies bf16 natively (AMX, AVX512-BF16: training measured 1.2-1.8x
+    faster), fp32 where bf16 is emulated (AVX2-only CPUs such as AMD Zen 3 and most laptops:
+    matmuls measured over 100x slower, see README). Decided by timing both, not by CPU flags,
+    so it holds on any CPU torch runs on."""
+    bf16, fp32 = (_matmul_rate(d, 512, 0.2, 2) for d in ("bf16", "fp32"))
+    return "bf16" if bf16 > 1.2 * fp32 else "fp32"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +368,11 @@ def train(
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     precision = cfg.precision
     if precision == "auto":
-        precision = "fp32" if device.type == "cuda" else "bf16"
+        precision = "fp32" if device.type == "cuda" else cpu_precision()
+        if ddp:  # every rank must take rank 0's choice: timings differ between processes
+            flag = torch.tensor([precision == "bf16"], dtype=torch.int64, device=device)
+            dist.broadcast(flag, 0)
+            precision = "bf16" if flag.item() else "fp32"
 
     ds = Dataset(dataset)
     win = Windows(ds, cfg)
@@ -376,12 +399,13 @@ def train(
             raise ModelError(f"the run is preset {meta['train'].get('preset')}, not {cfg.preset}", str(state_file))
         tensors = checkpoint.load_tensors(state_file)
         weights = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
-        checkpoint.check_state(state_file, model.state_dict(), weights)
+        weights = checkpoint.check_state(state_file, model.state_dict(), weights)
         model.load_state_dict(weights)
         _load_opt(model, opt, tensors)
         start_step = int(meta["step"])
     elif resume and rank == 0 and (run / "model.safetensors").exists() and not state_file.exists():
         raise ModelError("run folder has no train_state.safetensors to resume from", str(run))
+    model.key_share.copy_(torch.from_numpy(win.key_share))  # of this dataset and rho, resumed or not
     model.to(device)
     if ddp:
         from torch.nn.parallel import DistributedDataParallel

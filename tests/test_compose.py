@@ -13,7 +13,7 @@ import torch
 
 from conftest import midi_bytes, run_cli, scale
 from emocompose.compose import Composer
-from emocompose.errors import EXIT_INPUT, EXIT_MODEL, EXIT_PARTIAL, EXIT_USAGE
+from emocompose.errors import EXIT_INPUT, EXIT_MODEL, EXIT_PARTIAL, EXIT_USAGE, ModelError, UsageError
 from emocompose.sampling import AFTER_BAR, BarPlan, Grammar, SamplingConfig, decode_bars
 from emocompose.tokenizer import BAR, DURATION, PITCH, POSITION, TEMPO, VELOCITY
 
@@ -94,18 +94,123 @@ def test_continuous_emotion_lies_between_component_means(composer):
     assert r.emotion == "tense" and r.grid.n_bars == 2
 
 
+@pytest.fixture
+def key_table(composer):
+    """Set the model's key table to known values for a test: key k's mean z_k is k * 0.1 in
+    every dimension; C minor (12) has never been seen; labelled low-valence pieces were all in
+    A minor (21), high-valence ones all in C major (0)."""
+    m = composer.model
+    saved = [t.clone() for t in (m.key_sum, m.key_weight, m.key_share)]
+    with torch.no_grad():
+        m.key_weight.fill_(2.0)
+        m.key_weight[12] = 0.0
+        m.key_sum.copy_(torch.arange(24.0)[:, None] * 0.1 * m.key_weight[:, None])
+        m.key_share.zero_()
+        m.key_share[0, 21], m.key_share[1, 0] = 5.0, 3.0
+    yield m
+    with torch.no_grad():
+        for t, v in zip((m.key_sum, m.key_weight, m.key_share), saved):
+            t.copy_(v)
+
+
 def test_transform_shift_is_lambda_times_mean_difference(composer):
     grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
     mu_r, mu_k = composer.encode(grid)
     z0, _ = composer.shifted_latents(grid, "sad", 0.0, source="happy")
     assert torch.equal(z0[0], mu_r) and torch.equal(z0[1], mu_k)  # lambda 0: the piece's own latents
-    z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy")  # valence changes, arousal does not
-    lo, hi = composer.component_means(1)
-    assert torch.equal(z[0], mu_r)
-    assert torch.allclose(z[1], mu_k + 0.7 * (lo - hi), atol=1e-6)
-    assert info["source_emotion"] == "happy" and not info["source_inferred"]
+    z, info = composer.shifted_latents(grid, "calm", 0.7, source="happy")  # arousal changes, valence does not
+    lo, hi = composer.component_means(0)
+    assert torch.equal(z[1], mu_k)
+    assert torch.allclose(z[0], mu_r + 0.7 * (lo - hi), atol=1e-6)
+    assert info["source_emotion"] == "happy" and not info["source_inferred"] and "key" not in info
     q = info["q"]
     assert abs(sum(q["arousal"]) - 1) < 1e-3 and abs(sum(q["valence"]) - 1) < 1e-3
+
+
+def test_transform_to_low_valence_also_moves_to_the_parallel_minor_key(composer, key_table):
+    from emocompose.features import KEY_NAMES, global_key, is_major
+
+    grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
+    k = global_key(grid, composer.tok.config)
+    assert is_major(k)  # a major piece: its parallel minor is k + 12, whose table mean is 1.2 higher
+    mu_r, mu_k = composer.encode(grid)
+    lo, hi = composer.component_means(1)
+    with torch.no_grad():
+        key_table.key_weight[k + 12] = 2.0
+        key_table.key_sum[k + 12] = (k + 12) * 0.1 * 2.0
+    z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy")
+    assert info["key"] == [KEY_NAMES[k], KEY_NAMES[k + 12]]
+    assert torch.equal(z[0], mu_r)
+    assert torch.allclose(z[1], mu_k + 0.7 * (lo - hi) + 0.7 * 1.2, atol=1e-5)
+    z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy", paper=True)  # the paper's shift alone
+    assert "key" not in info and torch.allclose(z[1], mu_k + 0.7 * (lo - hi), atol=1e-6)
+    # toward a happier emotion the major key stays; an unseen parallel key is never a target
+    assert "key" not in composer.shifted_latents(grid, "calm", 1.0, source="sad")[1]
+    with torch.no_grad():
+        key_table.key_weight[k + 12] = 0.0
+    z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy")
+    assert "key" not in info and torch.allclose(z[1], mu_k + 0.7 * (lo - hi), atol=1e-6)
+
+
+def test_generated_bars_share_their_latents_by_coherence(composer):
+    one = composer.prior_latents((1.0, -1.0), count=3, bars=5, seed=2, coherence=1.0)
+    alone = composer.prior_latents((1.0, -1.0), count=3, bars=5, seed=2, coherence=0.0)
+    for z in one[:2]:
+        assert torch.allclose(z, z[:, :1].expand_as(z))  # every bar of a piece the same
+    for z in alone[:2]:
+        assert not torch.allclose(z[:, 0], z[:, 1])
+    # every bar is still a sample of the component: over many pieces, mean and spread hold
+    z_r = composer.prior_latents((1.0, 1.0), count=4000, bars=2, seed=3, coherence=0.6)[0]
+    sigma = torch.exp(composer.model.priors()[0].log_std)
+    assert torch.allclose(z_r.mean((0, 1)), composer.component_means(0)[1], atol=4 * float(sigma.max()) / 60)
+    assert torch.allclose(z_r[:, 0].std(0), sigma, rtol=0.1)
+    corr = ((z_r[:, 0] - z_r[:, 0].mean(0)) * (z_r[:, 1] - z_r[:, 1].mean(0))).mean(0) / sigma**2
+    assert abs(float(corr.mean()) - 0.6) < 0.05
+    with pytest.raises(UsageError, match="coherence"):
+        composer.prior_latents((1.0, 1.0), 1, 2, coherence=1.5)
+
+
+def test_generation_centres_z_k_on_a_key_of_the_target_valence(composer, key_table):
+    lo, hi = composer.component_means(1)
+    offset = (lo - hi) / 2  # low valence: half the way from the middle to the low component
+    _, z_k, keys = composer.prior_latents((1.0, -1.0), count=6, bars=3, seed=0, latent_temperature=0.0)
+    assert keys == [21] * 6  # low-valence training pieces were all in A minor
+    assert torch.allclose(z_k, (2.1 + offset).expand_as(z_k), atol=1e-5)
+    _, _, keys = composer.prior_latents((1.0, 1.0), count=6, bars=3, seed=0)
+    assert keys == [0] * 6
+    _, z_k, keys = composer.prior_latents((1.0, 1.0), count=2, bars=3, key="bm", latent_temperature=0.0)
+    assert keys == [23, 23] and torch.allclose(z_k, (2.3 - offset).expand_as(z_k), atol=1e-5)
+    r = composer.generate("sad", bars=2, key="E minor")[0]
+    assert r.info["key"] == "E minor"
+    # --paper: z_k around the component mean and bars drawn alone, whatever the table holds
+    _, z_k, keys = composer.prior_latents((1.0, -1.0), count=2, bars=3, latent_temperature=0.0, paper=True)
+    assert keys is None and torch.allclose(z_k, lo.expand_as(z_k))
+    z_r = composer.prior_latents((1.0, -1.0), count=2, bars=3, coherence=1.0, paper=True)[0]
+    assert not torch.allclose(z_r[:, 0], z_r[:, 1])
+    with pytest.raises(UsageError, match="paper"):
+        composer.generate("sad", bars=2, key="E minor", paper=True)
+    with pytest.raises(ModelError, match="C minor"):
+        composer.generate("sad", bars=2, key="C minor")
+    with pytest.raises(UsageError, match="unknown key"):
+        composer.generate("sad", bars=2, key="H dorian")
+
+
+def test_a_model_without_a_key_table_still_loads_and_generates(tiny_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from emocompose import checkpoint
+
+    tensors = load_file(str(tiny_model))
+    meta = checkpoint.read_meta(tiny_model)
+    older = tmp_path / "older.safetensors"
+    save_file({k: v for k, v in tensors.items() if k not in checkpoint.ADDED_LATER}, str(older),
+              metadata={"emocompose": json.dumps(meta)})  # fmt: skip
+    c = Composer.load(older)
+    assert c.model.key_means() is None
+    r = c.generate("sad", bars=2)[0]
+    assert r.grid.n_bars == 2 and r.info["key"] is None
+    with pytest.raises(ModelError, match="no key table"):
+        c.generate("sad", bars=2, key="A minor")
 
 
 def test_transform_keeps_layout(composer):
@@ -176,6 +281,9 @@ def test_cli_transform_stdin_batch_and_exit_codes(tiny_model, tmp_path):
     (["generate", "--arousal", "2", "--valence", "0"], EXIT_USAGE, "[-1, 1]"),
     (["transform", "X", "--to", "sad", "--lambda", "1.5"], EXIT_USAGE, "[0, 1]"),
     (["swap", "X", "Y", "--feature", "melody"], EXIT_USAGE, "rhythm or key"),
+    (["generate", "-e", "sad", "--key", "H dorian"], EXIT_USAGE, "unknown key 'H dorian'"),
+    (["generate", "-e", "sad", "--key", "A minor", "--paper"], EXIT_USAGE, "--paper"),
+    (["generate", "-e", "sad", "--coherence", "1.5"], EXIT_USAGE, "--coherence"),
 ])  # fmt: skip
 def test_cli_usage_errors(args, code, words, tiny_model):
     r = run_cli(*args, "--model", tiny_model)

@@ -49,6 +49,12 @@ def test_labels_csv_and_splits(corpus, tmp_path):
     assert by["Q3_songB_0.mid"] == ("train", 0, 0)
 
 
+def test_preprocess_creates_missing_parent_folders(corpus, tmp_path):
+    # a new user's first `--out data/all` must not fail after the work because `data/` is missing
+    m = preprocess([str(corpus)], tmp_path / "new" / "deeper" / "ds", workers=1)
+    assert Dataset(tmp_path / "new" / "deeper" / "ds").n_pieces == m["counts"]["pieces"] == 3
+
+
 def test_preprocess_twice_gives_the_same_dataset(corpus, tmp_path):
     preprocess([str(corpus)], tmp_path / "a", workers=2)
     preprocess([str(corpus)], tmp_path / "b", workers=1)

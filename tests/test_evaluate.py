@@ -92,6 +92,8 @@ def test_probe_reads_a_linear_code_and_not_noise():
 
 def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     out = tmp_path / "rep"
+    (out / "samples").mkdir(parents=True)
+    (out / "samples" / "calm-99.mid").write_bytes(b"from an earlier run with more --pieces")
     r = run_cli("evaluate", "--data", tiny_dataset, "--model", tiny_model, "--out", out, "--pieces", "2",
                 "--clips", "1", "--bars", "2", "--json", timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
@@ -111,7 +113,7 @@ def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     assert rep["quality"]["real"]["scale_consistency"]["mean"] > 0.9  # the fixtures are scales
     for name in ("piano_rolls", "latent", "control_confusion", "transform_confusion", "transform_lambda"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(list((out / "samples").glob("*.mid"))) == 8
+    assert len(list((out / "samples").glob("*.mid"))) == 8  # this run's pieces only
     assert b"generate: accuracy" in r.stderr
 
 

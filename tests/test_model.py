@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emocompose.model.config import ModelConfig, preset
-from emocompose.model.gmvae import CDGMVAE, LossConfig
+from emocompose.model.gmvae import KEY_DECAY, CDGMVAE, LossConfig, Reduction
 from emocompose.model.layers import StepCache, XLStack, skew
 from emocompose.model.prior import MixturePrior
 
@@ -170,3 +170,19 @@ def test_byte_dropout_keeps_the_mean_and_drops_its_share():
     assert abs((y == 0).float().mean().item() - 26 / 256) < 0.002  # the rate, rounded to 1/256
     assert abs(y.mean().item() - 1.0) < 0.005  # inverted dropout: the expectation is kept
     assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+
+
+def test_key_table_is_a_decaying_mean_of_z_k_per_key():
+    m = CDGMVAE(preset("tiny", 40))
+    assert m.key_means() is None  # before any training step
+    mu = torch.randn(2, 3, m.config.latent)
+    key = torch.tensor([[0, 0, 5], [5, -100, 0]])  # -100: a padded bar
+    m._update_key_table(mu, key, Reduction())
+    means, known = m.key_means()
+    assert known.nonzero().flatten().tolist() == [0, 5]
+    assert torch.allclose(means[0], (mu[0, 0] + mu[0, 1] + mu[1, 2]) / 3)
+    assert torch.allclose(means[5], (mu[0, 2] + mu[1, 0]) / 2)
+    later = torch.randn(1, 1, m.config.latent)
+    m._update_key_table(later, torch.tensor([[5]]), Reduction())
+    w = 2 * KEY_DECAY
+    assert torch.allclose(m.key_means()[0][5], (KEY_DECAY * (mu[0, 2] + mu[1, 0]) + later[0, 0]) / (w + 1))

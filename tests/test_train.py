@@ -82,6 +82,10 @@ def test_train_writes_log_and_validation(tiny_dataset, tmp_path):
     assert val and "val_acc_arousal" in val[-1]
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     assert meta["model"]["d"] == 32 and meta["train"]["preset"] == "tiny" and meta["step"] == 6
+    # the key table: the 12 labelled train pieces, 6 of each valence, and z_k means of seen keys
+    w = weights(tmp_path / "run")
+    assert w["key_share"].sum(1).tolist() == [6.0, 6.0]
+    assert (w["key_weight"] > 0).sum() >= 2 and torch.isfinite(w["key_sum"]).all()
 
 
 def test_missing_and_unfinished_dataset(tmp_path):
@@ -105,3 +109,16 @@ def test_unwritable_output(tiny_dataset, tmp_path):
     blocker.write_text("")
     r = run_cli("train", tiny_dataset, "--out", blocker / "run", "--steps", 2, *ARGS)
     assert r.returncode == EXIT_OUTPUT and b"cannot write" in r.stderr, r.stderr
+
+
+def test_auto_precision_takes_bf16_only_where_it_is_faster(monkeypatch):
+    from emocompose import train
+
+    rates = {}
+    monkeypatch.setattr(train, "_matmul_rate", lambda dtype, *a: rates[dtype])
+    rates.update(bf16=0.9e9, fp32=140e9)  # emulated bf16 (measured on an AVX2-only EPYC)
+    assert train.cpu_precision() == "fp32"
+    rates.update(bf16=330e9, fp32=140e9)  # AMX
+    assert train.cpu_precision() == "bf16"
+    rates.update(bf16=150e9, fp32=140e9)  # no real gain: fp32 keeps full precision
+    assert train.cpu_precision() == "fp32"

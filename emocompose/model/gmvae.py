@@ -21,6 +21,9 @@ from emocompose.model.layers import Dropout, XLStack
 from emocompose.model.prior import MixturePrior
 
 AXES = ("arousal", "valence")  # arousal on z_r, valence on z_k
+# The key table's running means forget this share per step: about the last 100 steps (some
+# 13,000 bars of 8 x 16) speak, so even keys with 1 bar in 200 have about 60 bars behind them.
+KEY_DECAY = 0.99
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,14 @@ class CDGMVAE(nn.Module):
         self.prior_r = MixturePrior(c.latent, c.prior_log_std)  # arousal
         self.prior_k = MixturePrior(c.latent, c.prior_log_std)  # valence
         self.drop = Dropout(c.dropout)
+        # The key table (beyond the paper, used by compose.py): per key, a running mean of the
+        # posterior means of z_k over training bars in that key, and how often the labelled
+        # training pieces of each valence class are in each key. The mixture component of an
+        # emotion says where its bars lie on average; this says where a bar in A minor lies, so
+        # generation can pick a key and stay in it.
+        self.register_buffer("key_sum", torch.zeros(N_KEYS, c.latent))
+        self.register_buffer("key_weight", torch.zeros(N_KEYS))
+        self.register_buffer("key_share", torch.zeros(2, N_KEYS))
 
     # -- pieces of the forward pass, shared by training and the latent operations -------------
 
@@ -124,6 +135,24 @@ class CDGMVAE(nn.Module):
 
     def priors(self):
         return (self.prior_r, self.prior_k)
+
+    def key_means(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The mean z_k of a bar in each key (24, latent) and which keys training has seen (24,),
+        or None when it has seen none (a model trained before the table existed)."""
+        known = self.key_weight > 0
+        if not bool(known.any()):
+            return None
+        return self.key_sum / self.key_weight.clamp_min(1e-12)[:, None], known
+
+    @torch.no_grad()
+    def _update_key_table(self, mu_k: torch.Tensor, key: torch.Tensor, red: Reduction) -> None:
+        keep = key >= 0
+        k, mu = key[keep], mu_k.detach()[keep].float()
+        sums = torch.zeros_like(self.key_sum).index_add_(0, k, mu)
+        counts = torch.zeros_like(self.key_weight).index_add_(0, k, torch.ones_like(k, dtype=mu.dtype))
+        # every rank adds the whole (global) batch, so all ranks hold the same table
+        self.key_sum.mul_(KEY_DECAY).add_(sums + red.others_sum(sums))
+        self.key_weight.mul_(KEY_DECAY).add_(counts + red.others_sum(counts))
 
     # -- training -------------------------------------------------------------------------------
 
@@ -179,6 +208,8 @@ class CDGMVAE(nn.Module):
         # local decoders and adversaries, per bar
         target_r = torch.log1p(batch["rhythm"].float())
         key = batch["key"].masked_fill(~bar_mask, -100)
+        if self.training:
+            self._update_key_table(mu_k, key, red)
         rev_r = _Reverse.apply(z_r, cfg.adv_weight)
         rev_k = _Reverse.apply(z_k, cfg.adv_weight)
         n_rb = n_bar * RHYTHM_BINS
