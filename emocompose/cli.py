@@ -386,8 +386,7 @@ def _emit(results, out: Optional[str], default_name, as_json: bool, composer, t0
         elif planned == Path(out or "."):  # one output, to the file -o names
             write_bytes(out, data)
             path = out
-        else:
-            planned.parent.mkdir(parents=True, exist_ok=True)
+        else:  # the atomic write makes a missing folder
             path = str(_claim(planned.parent, planned.name, data))
         record = {"path": path, "emotion": r.emotion, "bars": int(r.grid.n_bars), "notes": int(r.grid.n_notes),
                   "seed": r.seed, "seconds": round(time.perf_counter() - t0, 3), **(extra(r) if extra else {})}  # fmt: skip
@@ -468,18 +467,12 @@ def generate(
     """
     import time
 
-    from emocompose.features import parse_key
+    from emocompose.compose import check_key
 
     _check_limits(bars=bars, count=count)
     if emotion is None and (arousal is None or valence is None):
         raise UsageError("give --emotion (happy, tense, sad, calm) or both --arousal and --valence")
-    if key is not None:
-        if paper:
-            raise UsageError("--key needs the key table, which --paper leaves out")
-        try:
-            parse_key(key)  # a usage error before the model loads
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    check_key(key, paper)  # a usage error before the model loads
     t0 = time.perf_counter()
     composer = _load_composer(model)
     results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,

@@ -48,6 +48,19 @@ def default_model_path() -> Path:
     )
 
 
+def check_key(key: str | None, paper: bool = False) -> int | None:
+    """The key index of a `--key` option (None for none), or a usage error: shared by the CLI,
+    which checks before the model loads, and `Composer.prior_latents`."""
+    if key is None:
+        return None
+    if paper:
+        raise UsageError("--key needs the key table, which --paper leaves out")
+    try:
+        return parse_key(key)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def parse_emotion(name: str) -> tuple[int, int]:
     key = name.strip().lower()
     by_quadrant = {v.lower(): k for k, v in QUADRANT.items()}
@@ -212,15 +225,8 @@ class Composer:
 
         if not 0.0 <= coherence <= 1.0:
             raise UsageError(f"--coherence must be in [0, 1], got {coherence}")
-        if paper and key is not None:
-            raise UsageError("--key needs the key table, which --paper leaves out")
+        key_index = check_key(key, paper)
         coherence = 0.0 if paper else coherence
-        key_index = None
-        if key is not None:
-            try:
-                key_index = parse_key(key)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
         g = torch.Generator().manual_seed(seed)
         table, keys, zs = None if paper else self.model.key_means(), None, []
         if key_index is not None and (table is None or not table[1][key_index]):
@@ -233,7 +239,7 @@ class Composer:
             if axis == 1 and table is not None:
                 keys = self._pick_keys(level, count, key_index, table[1], g)
                 lo, hi = self.component_means(1)
-                mean = (table[0][keys] + (self.axis_mean(1, level) - (lo + hi) / 2))[:, None]
+                mean = table[0][keys][:, None] + (mean - (lo + hi) / 2)
             eps = torch.randn(count, bars, mean.shape[-1], generator=g)
             shared = torch.randn(count, 1, mean.shape[-1], generator=g)
             eps = coherence**0.5 * shared + (1 - coherence) ** 0.5 * eps

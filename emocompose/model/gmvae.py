@@ -148,11 +148,12 @@ class CDGMVAE(nn.Module):
     def _update_key_table(self, mu_k: torch.Tensor, key: torch.Tensor, red: Reduction) -> None:
         keep = key >= 0
         k, mu = key[keep], mu_k.detach()[keep].float()
-        sums = torch.zeros_like(self.key_sum).index_add_(0, k, mu)
-        counts = torch.zeros_like(self.key_weight).index_add_(0, k, torch.ones_like(k, dtype=mu.dtype))
-        # every rank adds the whole (global) batch, so all ranks hold the same table
-        self.key_sum.mul_(KEY_DECAY).add_(sums + red.others_sum(sums))
-        self.key_weight.mul_(KEY_DECAY).add_(counts + red.others_sum(counts))
+        # sums of mu and (last column) bar counts per key, in one tensor so DDP reduces once
+        both = torch.zeros(N_KEYS, mu.shape[-1] + 1, device=mu.device)
+        both.index_add_(0, k, torch.cat([mu, torch.ones_like(mu[:, :1])], 1))
+        both = both + red.others_sum(both)  # every rank adds the whole (global) batch
+        self.key_sum.mul_(KEY_DECAY).add_(both[:, :-1])
+        self.key_weight.mul_(KEY_DECAY).add_(both[:, -1])
 
     # -- training -------------------------------------------------------------------------------
 
