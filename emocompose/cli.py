@@ -291,7 +291,8 @@ def train(
     kl_warmup: Optional[int] = typer.Option(None, help="Steps of linear KL warm-up. Default: 1000."),
     free_bits: Optional[float] = typer.Option(None, help="Nats per latent dimension free of KL pressure. Default: 0.25."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints. Default: 100."),
-    precision: Optional[str] = typer.Option(None, help="auto (bf16 on CPU, fp32 on GPU), bf16 or fp32. Default: auto."),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 where this CPU multiplies it natively, as timed at start; else fp32; fp32 "
+                                             "on GPU), bf16 or fp32. Default: auto."),
     threads: int = typer.Option(0, help="CPU threads (0: torch's default)."),
 ) -> None:
     """Train the CDGMVAE on a dataset; resumable, and data-parallel under torchrun.
@@ -326,6 +327,9 @@ def train(
                 prog.update(task, completed=rec["step"], info=info)
                 if not prog.console.is_terminal:  # a log file gets one line per record
                     prog.console.print(f"step {rec['step']}: {info}")
+            elif "precision" in rec:
+                prog.console.print(f"training from step {rec['step']} on {rec['world']} {rec['device']} "
+                                   f"process(es) in {rec['precision']}")  # fmt: skip
             else:
                 prog.console.print(f"step {rec['step']} (epoch {rec.get('epoch')}): " + ", ".join(
                     f"{k} {v}" for k, v in rec.items() if k.startswith("val")))  # fmt: skip
@@ -433,7 +437,11 @@ REWRITE_TOP_P_OPT = typer.Option(0.9, help="Nucleus sampling: keep the likeliest
 
 
 PAPER_OPT = typer.Option(False, "--paper", help="The paper's latent operations exactly: bars drawn alone, z_k "
-                        "around the emotion's component mean, no key change in transform (for comparisons).")
+                        "around the emotion's component mean, no key change in transform, one decoding per "
+                        "output (for comparisons).")
+CANDIDATES_OPT = typer.Option(None, "--candidates", help="Decode this many versions of each output and keep the one "
+                              "the model's own encoder hears as most like the target emotion (default 4; 1 with "
+                              "--paper). More is slower and surer.", show_default=False)  # fmt: skip
 
 
 @app.command()
@@ -451,6 +459,7 @@ def generate(
                                       "(default: drawn per piece from the keys of training pieces of that valence)."),
     coherence: float = typer.Option(0.6, min=0.0, max=1.0, help="How much the bars of a piece share their latents "
                                     "(0: each bar drawn alone, as in the paper; 1: every bar the same). Real music: about 0.6."),
+    candidates: Optional[int] = CANDIDATES_OPT,
     paper: bool = PAPER_OPT,
     out: Optional[str] = typer.Option(None, "-o", "--out", help="A .mid file, a folder (for several), or - for stdout. "
                                       "Default: EMOTION_SEED_I.mid in the current folder, never overwriting."),  # fmt: skip
@@ -467,9 +476,9 @@ def generate(
     """
     import time
 
-    from emocompose.compose import check_key
+    from emocompose.compose import check_candidates, check_key
 
-    _check_limits(bars=bars, count=count)
+    _check_limits(bars=bars, count=count, candidates=check_candidates(candidates, paper))
     if emotion is None and (arousal is None or valence is None):
         raise UsageError("give --emotion (happy, tense, sad, calm) or both --arousal and --valence")
     check_key(key, paper)  # a usage error before the model loads
@@ -477,7 +486,7 @@ def generate(
     composer = _load_composer(model)
     results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
                                 temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
-                                paper=paper)  # fmt: skip
+                                paper=paper, candidates=candidates)  # fmt: skip
     _emit(results, out, lambda i, r: f"{r.emotion}_{seed}_{i}.mid", as_json, composer, t0,
           lambda r: {"key": r.info["key"]} if r.info.get("key") else {})  # fmt: skip
 
@@ -495,6 +504,7 @@ def transform(
                                       "Default: NAME_to_EMOTION.mid in the current folder."),  # fmt: skip
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON_OPT,
+    candidates: Optional[int] = CANDIDATES_OPT,
     paper: bool = PAPER_OPT,
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output file exists already "
                                        "(rerun a killed batch to finish it; the same seed gives the same bytes)."),  # fmt: skip
@@ -508,9 +518,10 @@ def transform(
     """
     import time
 
-    from emocompose.compose import parse_emotion
+    from emocompose.compose import check_candidates, parse_emotion
     from emocompose.dataset import find_inputs
 
+    check_candidates(candidates, paper)
     parse_emotion(to)
     if source:
         parse_emotion(source)
@@ -533,7 +544,7 @@ def transform(
         grid = _read_piece(composer, path)
         _check_limits(bars=grid.n_bars)
         r = composer.transform(grid, to, lam, source=source, seed=seed, temperature=temperature, top_p=top_p,
-                               paper=paper)  # fmt: skip
+                               paper=paper, candidates=candidates)  # fmt: skip
         q = r.info["q"]
         keys = f", key {' -> '.join(r.info['key'])}" if "key" in r.info else ""
         print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
@@ -595,6 +606,7 @@ def evaluate(
     seed: int = SEED_OPT,
     temperature: float = typer.Option(1.0, help="Token sampling temperature of the generated pieces (as generate)."),
     top_p: float = typer.Option(0.95, help="Nucleus sampling of the generated pieces (as generate)."),
+    candidates: Optional[int] = CANDIDATES_OPT,
     paper: bool = PAPER_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON on stdout."),
 ) -> None:
@@ -606,14 +618,14 @@ def evaluate(
 
     Example: emocompose evaluate --data data/all --out report
     """
-    from emocompose.compose import Composer
+    from emocompose.compose import Composer, check_candidates
     from emocompose.evaluate import EvalConfig, Evaluation, load_real
 
-    _check_limits(bars=bars, count=pieces)
+    _check_limits(bars=bars, count=pieces, candidates=check_candidates(candidates, paper))
     if pieces < 1 or clips < 0:
         raise UsageError("--pieces must be at least 1 and --clips at least 0")
     cfg = EvalConfig(pieces=pieces, bars=bars, clips=clips, seed=seed, temperature=temperature, top_p=top_p,
-                     paper=paper)  # fmt: skip
+                     paper=paper, candidates=candidates)  # fmt: skip
     composer = Composer.load(model)
     real = load_real(data, composer.tok, bars, labels_csv=labels)
     with _progress() as prog:
@@ -668,7 +680,7 @@ def _print_report(r: dict, out: str) -> None:
     say(f"wrote [bold]{out}/report.json[/], figures and samples/ in {r['seconds']['total']:.0f} s")
 
 
-def _check_limits(bars: int | None = None, count: int | None = None) -> None:
+def _check_limits(bars: int | None = None, count: int | None = None, candidates: int = 1) -> None:
     """Limits that keep a typo from occupying the machine for hours; each says how to lift it."""
     max_bars = int(os.environ.get("EMOCOMPOSE_MAX_OUTPUT_BARS", 512))
     max_count = int(os.environ.get("EMOCOMPOSE_MAX_COUNT", 256))
@@ -676,6 +688,9 @@ def _check_limits(bars: int | None = None, count: int | None = None) -> None:
         raise UsageError(f"--bars must be 1..{max_bars} (raise the limit with EMOCOMPOSE_MAX_OUTPUT_BARS)")
     if count is not None and not 1 <= count <= max_count:
         raise UsageError(f"--count must be 1..{max_count} (raise the limit with EMOCOMPOSE_MAX_COUNT)")
+    if count is not None and count * candidates > max_count:
+        raise UsageError(f"{count} pieces x {candidates} candidates is over {max_count} decodings "
+                         "(lower --candidates, or raise the limit with EMOCOMPOSE_MAX_COUNT)")
 
 
 # ---------------------------------------------------------------------------------------------

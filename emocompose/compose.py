@@ -29,6 +29,11 @@ DEFAULT_NAME = "default.safetensors"
 # Correlation of one piece's bar latents when generating. Measured: in 40 EMOPIA val clips the
 # bars' posterior means share 62% (z_r) and 66% (z_k) of their variance with their piece's mean.
 DEFAULT_COHERENCE = 0.6
+# Pieces decoded per output, of which the one the model's own encoder hears as most like the
+# target is kept. Measured on the step-3,000 model, 32 pieces per emotion judged by evaluate's
+# classifier: arousal 0.97 -> 1.00, valence 0.68 -> 0.84 going from 1 to 4; a batch of 4
+# decodes in about 1.6x the time of 1 on a 2-core CPU.
+DEFAULT_CANDIDATES = 4
 
 
 def emotion_of(arousal: int, valence: int) -> str:
@@ -59,6 +64,17 @@ def check_key(key: str | None, paper: bool = False) -> int | None:
         return parse_key(key)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def check_candidates(candidates: int | None, paper: bool = False) -> int:
+    """How many pieces to decode per output: the default, 1 with `paper`, or a usage error."""
+    if candidates is None:
+        return 1 if paper else DEFAULT_CANDIDATES
+    if candidates < 1:
+        raise UsageError(f"--candidates must be at least 1, got {candidates}")
+    if paper and candidates > 1:
+        raise UsageError("--candidates picks among decodings, which --paper leaves out")
+    return candidates
 
 
 def parse_emotion(name: str) -> tuple[int, int]:
@@ -154,6 +170,25 @@ class Composer:
                 mu_k.append(mk[0])
         return torch.cat(mu_r), torch.cat(mu_k)
 
+    def best_of(self, grids: list[Grid], levels: list[tuple[float, float]], n: int) -> tuple[list[int], list[dict]]:
+        """For outputs decoded n at a time (grids[i * n : (i + 1) * n] are the candidates for
+        levels[i], a point in [-1, 1]^2), the index of the candidate whose own encoding q(y|x)
+        gives the target the highest log-probability (each axis weighted by how far its level is
+        from the middle), and the q of each one kept. choice (beyond the paper): the decoder does
+        not always follow the latents; this makes the model check its own work."""
+        picks, qs = [], []
+        for i, lv in enumerate(levels):
+            best, best_q, best_score = i * n, None, -float("inf")
+            for j in range(i * n, (i + 1) * n):
+                q = self.classify(*self.encode(grids[j]))
+                score = sum(abs(lv[a]) * np.log(max(q[name][int(lv[a] >= 0)], 1e-9))
+                            for a, name in enumerate(("arousal", "valence")))  # fmt: skip
+                if score > best_score:
+                    best, best_q, best_score = j, q, score
+            picks.append(best)
+            qs.append(best_q)
+        return picks, qs
+
     def classify(self, mu_r, mu_k) -> dict:
         """q(y|x) per axis from the per-bar means: {'arousal': [p_low, p_high], 'valence': [...]}."""
         import torch
@@ -182,10 +217,11 @@ class Composer:
     def generate(self, emotion: str | None = None, *, arousal: float | None = None, valence: float | None = None,
                  bars: int = 20, count: int = 1, seed: int = 0, temperature: float = 1.0, top_p: float = 0.95,
                  latent_temperature: float = 1.0, coherence: float = DEFAULT_COHERENCE, key: str | None = None,
-                 tempo: float | None = None, paper: bool = False) -> list[Result]:  # fmt: skip
+                 tempo: float | None = None, paper: bool = False, candidates: int | None = None) -> list[Result]:  # fmt: skip
         """`count` pieces of `bars` bars, decoded as one batch. Either a named emotion, or a point
         (arousal, valence) in [-1, 1]^2 between the component means. See `prior_latents` for
-        `coherence`, `key` and `paper`."""
+        `coherence`, `key` and `paper`, `best_of` for `candidates` (default DEFAULT_CANDIDATES,
+        1 with `paper`)."""
         from emocompose.sampling import BarPlan
 
         if emotion is not None:
@@ -200,13 +236,16 @@ class Composer:
                     raise UsageError(f"--{name} must be in [-1, 1], got {x}")
             levels = (arousal, valence)
             label = emotion_of(int(arousal >= 0), int(valence >= 0))
-        z_r, z_k, keys = self.prior_latents(levels, count, bars, seed, latent_temperature, coherence, key, paper)
+        n = check_candidates(candidates, paper)
+        z_r, z_k, keys = self.prior_latents(levels, count * n, bars, seed, latent_temperature, coherence, key, paper)
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
-        plans = [BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars) for _ in range(count)]
-        grids = self._decode(z_r, z_k, plans, temperature, top_p, seed)
-        return [Result(gr, label, seed, {"arousal": levels[0], "valence": levels[1], "index": i,
-                                         "key": None if keys is None else KEY_NAMES[keys[i]]})
-                for i, gr in enumerate(grids)]  # fmt: skip
+        plan = BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars)
+        grids = self._decode(z_r, z_k, [plan] * (count * n), temperature, top_p, seed)
+        picks, qs = self.best_of(grids, [levels] * count, n) if n > 1 else (list(range(count)), [None] * count)
+        return [Result(grids[j], label, seed, {"arousal": levels[0], "valence": levels[1], "index": i,
+                                               "key": None if keys is None else KEY_NAMES[keys[j]],
+                                               "candidates": n, "q": q})
+                for i, (j, q) in enumerate(zip(picks, qs))]  # fmt: skip
 
     def prior_latents(self, levels: tuple[float, float], count: int, bars: int, seed: int = 0,
                       latent_temperature: float = 1.0, coherence: float = DEFAULT_COHERENCE,
@@ -269,27 +308,34 @@ class Composer:
         return BarPlan(grid.bar_positions[idx].tolist(), grid.bar_tempo[idx].tolist(), tracks)
 
     def transform(self, grid: Grid, to: str, lam: float, *, source: str | None = None, seed: int = 0,
-                  temperature: float = 0.8, top_p: float = 0.9, paper: bool = False) -> Result:  # fmt: skip
+                  temperature: float = 0.8, top_p: float = 0.9, paper: bool = False,
+                  candidates: int | None = None) -> Result:  # fmt: skip
         """Shift the piece's latents toward emotion `to` by lam in [0, 1]; meter, tempo and
         track layout are kept. lam = 0 re-decodes the piece from its own latents."""
         return self.transform_many(grid, [(to, lam)], source=source, seed=seed, temperature=temperature,
-                                   top_p=top_p, paper=paper)[0]  # fmt: skip
+                                   top_p=top_p, paper=paper, candidates=candidates)[0]  # fmt: skip
 
     def transform_many(self, grid: Grid, targets: list[tuple[str, float]], *, source: str | None = None,
                        seed: int = 0, temperature: float = 0.8, top_p: float = 0.9,
-                       paper: bool = False) -> list[Result]:  # fmt: skip
-        """Several (emotion, lambda) targets for one piece: encoded once, decoded as one batch."""
+                       paper: bool = False, candidates: int | None = None) -> list[Result]:  # fmt: skip
+        """Several (emotion, lambda) targets for one piece: encoded once, decoded as one batch,
+        `candidates` decodings of each (the same latents, other token draws; see `best_of`)."""
         import torch
 
         for _, lam in targets:
             if not 0.0 <= lam <= 1.0:
                 raise UsageError(f"--lambda must be in [0, 1], got {lam}")
         encoded = self.encode(grid)
+        n = check_candidates(candidates, paper) if any(lam > 0 for _, lam in targets) else 1
         shifted = [self.shifted_latents(grid, to, lam, source, encoded, paper) for to, lam in targets]
-        z_r = torch.stack([z[0] for z, _ in shifted])
-        z_k = torch.stack([z[1] for z, _ in shifted])
-        outs = self._decode(z_r, z_k, [self._plan(grid, grid.n_bars)] * len(targets), temperature, top_p, seed)
-        return [Result(o, to.lower(), seed, info) for o, (to, _), (_, info) in zip(outs, targets, shifted)]
+        z_r = torch.stack([z[0] for z, _ in shifted for _ in range(n)])
+        z_k = torch.stack([z[1] for z, _ in shifted for _ in range(n)])
+        outs = self._decode(z_r, z_k, [self._plan(grid, grid.n_bars)] * (len(targets) * n), temperature, top_p, seed)
+        # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
+        levels = [tuple(lam * (2.0 * x - 1) for x in parse_emotion(to)) for to, lam in targets]
+        picks = self.best_of(outs, levels, n)[0] if n > 1 else list(range(len(targets)))
+        return [Result(outs[j], to.lower(), seed, {**info, "candidates": n})
+                for j, (to, _), (_, info) in zip(picks, targets, shifted)]  # fmt: skip
 
     def shifted_latents(self, grid: Grid, to: str, lam: float, source: str | None = None, encoded=None,
                         paper: bool = False):  # fmt: skip

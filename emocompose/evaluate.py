@@ -43,6 +43,7 @@ class EvalConfig:
     temperature: float = 1.0
     top_p: float = 0.95
     paper: bool = False  # the paper's latent operations exactly (no coherence, no key table)
+    candidates: int | None = None  # decodings per output (None: generate's default, 1 with paper)
 
 
 @dataclass
@@ -179,7 +180,8 @@ class Evaluation:
         cfg, grids, truth = self.cfg, {}, []
         for i, name in enumerate(NAMES):
             res = self.c.generate(name, bars=cfg.bars, count=cfg.pieces, seed=cfg.seed + i,
-                                  temperature=cfg.temperature, top_p=cfg.top_p, paper=cfg.paper)  # fmt: skip
+                                  temperature=cfg.temperature, top_p=cfg.top_p, paper=cfg.paper,
+                                  candidates=cfg.candidates)  # fmt: skip
             grids[name] = [r.grid for r in res]
             truth += [EMOTIONS[name]] * cfg.pieces
             self._tick("generate", cfg.pieces)
@@ -205,7 +207,7 @@ class Evaluation:
                 opposite = emotion_of(1 - a, 1 - v)
                 jobs = [(t, 1.0) for t in others] + [(opposite, lam) for lam in cfg.lambdas if lam != 1.0]
                 out = self.c.transform_many(r.grids[i], jobs, source=src, seed=cfg.seed + i, temperature=0.8, top_p=0.9,
-                                            paper=cfg.paper)  # fmt: skip
+                                            paper=cfg.paper, candidates=cfg.candidates)  # fmt: skip
                 p_high = self.judge.prob_high(self.feats([o.grid for o in out]))
                 judged = _quadrant((p_high >= 0.5).astype(int))
                 targets_all += [NAMES.index(t) for t in others]

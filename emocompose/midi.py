@@ -257,7 +257,7 @@ def piece_from_score(score, name: str) -> Piece:
     tpq = int(score.ticks_per_quarter)
     if tpq <= 0 or tpq > MAX_TPQ:
         raise InputError(f"absurd resolution: {tpq} ticks per beat", name)
-    arrays, classes = [], []
+    arrays, classes, counts = [], [], []
     programs: dict[int, int] = {}
     n_notes, max_notes = 0, limit("EMOCOMPOSE_MAX_NOTES")
     for tr in score.tracks:
@@ -271,7 +271,8 @@ def piece_from_score(score, name: str) -> Piece:
         cls = track_class(int(tr.program), bool(tr.is_drum))
         programs.setdefault(cls, int(tr.program))
         arrays.append(arr)
-        classes.append(np.full(n, cls, np.int64))
+        classes.append(cls)
+        counts.append(n)
     if n_notes == 0:
         raise InputError("contains no notes", name)
     if len(arrays) == 1:
@@ -279,9 +280,9 @@ def piece_from_score(score, name: str) -> Piece:
     else:
         time, dur, pitch, vel = (np.concatenate([a[k] for a in arrays]).astype(np.int64)
                                  for k in ("time", "duration", "pitch", "velocity"))  # fmt: skip
-    track = classes[0] if len(classes) == 1 else np.concatenate(classes)
-    keep = (vel > 0) & (time >= 0) & (pitch >= 0)
-    if not keep.all():
+    track = np.repeat(np.asarray(classes, np.int64), counts)
+    if vel.min() <= 0 or time.min() < 0 or pitch.min() < 0:  # three reductions cost less than a mask
+        keep = (vel > 0) & (time >= 0) & (pitch >= 0)
         time, dur, pitch, vel, track = time[keep], dur[keep], pitch[keep], vel[keep], track[keep]
     if len(time) == 0:
         raise InputError("contains no sounding notes", name)
@@ -298,7 +299,8 @@ def piece_from_score(score, name: str) -> Piece:
         t_ticks = np.concatenate([[0], t_ticks])
         t_bpm = np.concatenate([[120.0], t_bpm])
     # several tempo events on one tick: the last one wins
-    last = np.append(t_ticks[1:] != t_ticks[:-1], True)
+    last = np.ones(len(t_ticks), bool)
+    np.not_equal(t_ticks[1:], t_ticks[:-1], out=last[:-1])
     return Piece(
         tpq=tpq,
         onset=time,

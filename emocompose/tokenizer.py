@@ -80,9 +80,13 @@ class TokenizerConfig:
         return np.asarray(self.duration_bins, np.int64)
 
     @cached_property
-    def _duration_edges(self) -> np.ndarray:
-        bins = self.duration_array.astype(np.float64)
-        return (bins[1:] + bins[:-1]) / 2
+    def _duration_table(self) -> np.ndarray:
+        """Bin for each m = ceil(2 * steps): the bin edges are half-integers (midpoints of integer
+        bins), so the nearest bin depends on steps only through m, and a table lookup replaces
+        a float binary search per note."""
+        bins = self.duration_array
+        edges2 = bins[1:] + bins[:-1]  # twice each edge
+        return np.searchsorted(edges2, np.arange(edges2[-1] + 2), side="left")
 
     @cached_property
     def fit_table(self) -> np.ndarray:
@@ -91,8 +95,11 @@ class TokenizerConfig:
         return np.maximum(np.searchsorted(self.duration_array, g, side="right") - 1, 0)
 
     def duration_bin(self, steps: np.ndarray) -> np.ndarray:
-        """Nearest duration bin to a length in (fractional) grid steps."""
-        return np.searchsorted(self._duration_edges, steps, side="left")
+        """Nearest duration bin to a length in (fractional, positive) grid steps; a tie goes to
+        the shorter bin."""
+        table = self._duration_table
+        m = np.ceil(np.asarray(steps, np.float64) * 2)
+        return table[np.minimum(m, len(table) - 1).astype(np.int64)]
 
 
 class Vocab:
@@ -236,11 +243,20 @@ def quantize(piece: Piece, config: TokenizerConfig) -> Grid:
     """Snap every note onto its bar's grid; notes that land on one (step, track, pitch) merge."""
     bars, P = piece.bars, piece.bar_positions
     n_bars = len(P)
-    b = np.minimum(np.maximum(np.searchsorted(bars, piece.onset, side="right") - 1, 0), n_bars - 1)
-    start = bars[b]
-    Pb = P[b]
-    step = (bars[b + 1] - start) / Pb
-    pos = np.rint((piece.onset - start) / step).astype(np.int64)
+    length = bars[1] - bars[0]
+    uniform = bool((P == P[0]).all() and (bars[1:] - bars[:-1] == length).all())
+    if uniform:
+        # one meter throughout (most files): a bar is a division away, no search per note
+        b = np.minimum(np.maximum((piece.onset - bars[0]) // length, 0), n_bars - 1)
+        step = length / P[0]
+        Pb = P[0]
+        pos = np.rint((piece.onset - bars[0] - b * length) / step).astype(np.int64)
+    else:
+        b = np.minimum(np.maximum(np.searchsorted(bars, piece.onset, side="right") - 1, 0), n_bars - 1)
+        start = bars[b]
+        Pb = P[b]
+        step = (bars[b + 1] - start) / Pb
+        pos = np.rint((piece.onset - start) / step).astype(np.int64)
     over = pos >= Pb  # rounds onto the next bar line
     if over.any():
         nxt = over & (b + 1 < n_bars)
@@ -253,26 +269,26 @@ def quantize(piece: Piece, config: TokenizerConfig) -> Grid:
     order = np.argsort(cell * 128 + (127 - vel), kind="stable")
     o = order[_run_starts(cell[order])]
     b, pos, track, pitch, vel = b[o], pos[o], piece.track[o], piece.pitch[o], vel[o]
-    dur = _fit_durations(config, P, b, pos, track, pitch, dur[o])
+    at = (b * P[0] if uniform else _cumsum0(P)[b]) + pos  # grid steps from the start
+    dur = _fit_durations(config, at, track, pitch, dur[o])
 
     if piece.bar_bpm is not None:
         bar_tempo = config.tempo_bin(piece.bar_bpm)
         t_bar = t_pos = t_bin = np.zeros(0, np.int64)
     else:
         ti = np.searchsorted(piece.tempo_ticks, bars[:-1], side="right") - 1
-        bar_tempo = config.tempo_bin(piece.tempo_bpm[ti])
+        bar_tempo = config.tempo_bin(piece.tempo_bpm)[ti]  # bin the few tempos, not every bar
         t_bar, t_pos, t_bin = _mid_bar_tempos(piece, config, bar_tempo)
     return Grid(P.copy(), bar_tempo, b, pos, track, pitch, vel, dur, t_bar, t_pos, t_bin, dict(piece.programs))
 
 
-def _fit_durations(config, P, bar, pos, track, pitch, dur):
+def _fit_durations(config, at, track, pitch, dur):
     """Shorten a note that would sound into the next onset of its own pitch and track.
 
     MIDI cannot hold two overlapping notes of one pitch on one channel: a player (and any
     parser) cuts the first at the second's onset. Cutting here keeps tokens -> MIDI -> tokens exact.
     """
     bins = config.duration_array
-    at = _cumsum0(P)[bar] + pos
     voice = (track * 128 + pitch).astype(np.int16)
     order = np.argsort(voice, kind="stable")  # notes come sorted by time: a radix sort keeps that
     v, a = voice[order], at[order]
@@ -334,10 +350,12 @@ def grid_to_ids(grid: Grid, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty(2 * nb + int(steps_upto[-1]) + 3 * n, np.int64)
     else:
         tempo_key = grid.tempo_bar * 64 + grid.tempo_pos
-        steps = np.union1d(note_key[runs], tempo_key)
+        steps = np.concatenate((note_key[runs], tempo_key))
+        steps.sort(kind="stable")  # two sorted runs: a merge
+        steps = steps[_run_starts(steps)]
         first_note = np.searchsorted(note_key, steps)  # each step's first note
         n_notes = np.searchsorted(note_key, steps, side="right") - first_note
-        has_tempo = np.isin(steps, tempo_key)
+        has_tempo = tempo_key[np.minimum(np.searchsorted(tempo_key, steps), len(tempo_key) - 1)] == steps
         before = _cumsum0(1 + has_tempo + 3 * n_notes)  # tokens of all steps before each step
         step_bar = steps // 64
         pos_off, step_pos = 2 * (step_bar + 1) + before[:-1], steps % 64
@@ -352,7 +370,9 @@ def grid_to_ids(grid: Grid, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     out[note_off] = vocab.pitch0 + grid.track * 128 + grid.pitch
     out[note_off + 1] = vocab.vel0 + grid.track * c.velocity_bins + grid.vel
     out[note_off + 2] = vocab.dur0 + grid.track * len(c.duration_bins) + grid.dur
-    return out, np.append(bar_off, len(out)).astype(np.int64)
+    offsets = np.empty(nb + 1, np.int64)
+    offsets[:-1], offsets[-1] = bar_off, len(out)
+    return out, offsets
 
 
 def ids_to_grid(ids: np.ndarray, vocab: Vocab) -> Grid:

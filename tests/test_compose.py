@@ -82,8 +82,61 @@ def test_generate_exact_bars_batch_and_determinism(composer):
     assert mids == [composer.tok.to_midi(r.grid) for r in b]
     assert mids != [composer.tok.to_midi(r.grid) for r in c]
     # the written file lasts exactly its bars (the end marker sits on the last bar line)
-    bpm = composer.tok.config.tempo_values[a[0].grid.bar_tempo]  # the model picks each bar's tempo
-    assert mido.MidiFile(file=io.BytesIO(mids[0])).length == pytest.approx(sum(4 * 60 / bpm), rel=1e-3)
+    assert mido.MidiFile(file=io.BytesIO(mids[0])).length == pytest.approx(seconds_of(a[0].grid, composer), rel=1e-3)
+
+
+def seconds_of(grid, composer) -> float:
+    """How long a grid lasts, by its bars' tempos and the tempo changes inside bars (the model
+    picks both)."""
+    cfg = composer.tok.config
+    total = 0.0
+    for b, steps in enumerate(grid.bar_positions.tolist()):
+        at, tempo = 0, grid.bar_tempo[b]
+        for p, t in zip(grid.tempo_pos[grid.tempo_bar == b].tolist(), grid.tempo_bin[grid.tempo_bar == b].tolist()):
+            total += (p - at) * 60 / cfg.tempo_values[tempo] / cfg.positions_per_quarter
+            at, tempo = p, t
+        total += (steps - at) * 60 / cfg.tempo_values[tempo] / cfg.positions_per_quarter
+    return total
+
+
+def score_for(composer, grid, levels):
+    q = composer.classify(*composer.encode(grid))
+    return sum(abs(lv) * np.log(q[name][int(lv >= 0)]) for lv, name in zip(levels, ("arousal", "valence")))
+
+
+def test_candidates_keep_the_one_the_encoder_hears_as_the_target(composer):
+    """With n candidates, each output is the best-scored of the n decodings that one call with
+    n times the count and no choosing writes (the same draws in the same batch)."""
+    pool = composer.generate("tense", bars=3, count=6, seed=4, candidates=1)
+    picked = composer.generate("tense", bars=3, count=2, seed=4, candidates=3)
+    mids = [composer.tok.to_midi(r.grid) for r in pool]
+    for i, r in enumerate(picked):
+        group = mids[3 * i : 3 * i + 3]
+        j = group.index(composer.tok.to_midi(r.grid))  # it is one of its own group
+        scores = [score_for(composer, pool[3 * i + k].grid, (1, -1)) for k in range(3)]
+        assert scores[j] == max(scores) and r.info["candidates"] == 3
+        assert r.info["q"] == composer.classify(*composer.encode(r.grid))
+    assert [r.info["candidates"] for r in composer.generate("tense", bars=1, paper=True)] == [1]
+    with pytest.raises(UsageError, match="--paper"):
+        composer.generate("tense", bars=1, paper=True, candidates=2)
+
+
+def test_transform_candidates_share_the_latents_and_lambda_zero_decodes_once(composer, monkeypatch):
+    grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
+    seen = []
+    real = composer._decode
+
+    def spy(z_r, z_k, plans, *args):
+        seen.append((z_r, z_k))
+        return real(z_r, z_k, plans, *args)
+
+    monkeypatch.setattr(composer, "_decode", spy)
+    r = composer.transform(grid, "sad", 1.0, seed=1, candidates=3)
+    z_r, z_k = seen[-1]
+    assert len(z_r) == 3 and torch.equal(z_r[0], z_r[2]) and torch.equal(z_k[0], z_k[1])
+    assert r.info["candidates"] == 3 and r.grid.n_bars == grid.n_bars
+    composer.transform(grid, "sad", 0.0, candidates=3)
+    assert len(seen[-1][0]) == 1  # at lambda 0 every decoding is the piece itself: no choice to make
 
 
 def test_continuous_emotion_lies_between_component_means(composer):
@@ -284,6 +337,9 @@ def test_cli_transform_stdin_batch_and_exit_codes(tiny_model, tmp_path):
     (["generate", "-e", "sad", "--key", "H dorian"], EXIT_USAGE, "unknown key 'H dorian'"),
     (["generate", "-e", "sad", "--key", "A minor", "--paper"], EXIT_USAGE, "--paper"),
     (["generate", "-e", "sad", "--coherence", "1.5"], EXIT_USAGE, "--coherence"),
+    (["generate", "-e", "sad", "--candidates", "0"], EXIT_USAGE, "--candidates"),
+    (["generate", "-e", "sad", "--candidates", "2", "--paper"], EXIT_USAGE, "--paper"),
+    (["generate", "-e", "sad", "-n", "200", "--candidates", "2"], EXIT_USAGE, "200 pieces x 2 candidates"),
 ])  # fmt: skip
 def test_cli_usage_errors(args, code, words, tiny_model):
     r = run_cli(*args, "--model", tiny_model)

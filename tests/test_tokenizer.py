@@ -67,6 +67,29 @@ def test_tempo_tokens_follow_changes():
     assert len(grid.tempo_bin) == 1 and grid.tempo_pos[0] == 8  # the change at beat 10 is mid-bar
 
 
+def test_duration_bin_is_the_nearest_bin():
+    """The lookup table on ceil(2 * steps) agrees with a search of the bin midpoints, ties included."""
+    cfg = TOK.config
+    bins = cfg.duration_array.astype(float)
+    steps = np.concatenate([np.linspace(0.01, 80, 20_001), (bins[1:] + bins[:-1]) / 2, bins, [500.0]])
+    nearest = np.searchsorted((bins[1:] + bins[:-1]) / 2, steps, side="left")
+    assert np.array_equal(cfg.duration_bin(steps), nearest)
+
+
+def test_one_meter_shortcut_equals_the_bar_search():
+    """quantize finds bars by division when all bars are alike; an odd last bar forces the
+    general search, and every note must land in the same place."""
+    from dataclasses import replace
+
+    from emocompose.tokenizer import quantize
+
+    piece = TOK.load("x.mid", data=midi_bytes(*FIXTURES["tie_across_bars"]), beats="ignore")
+    uneven = replace(piece, bars=np.append(piece.bars, piece.bars[-1] + 7), bar_positions=np.append(piece.bar_positions, 3))
+    a, b = quantize(piece, TOK.config), quantize(uneven, TOK.config)
+    for f in ("bar", "pos", "track", "pitch", "vel", "dur"):
+        assert np.array_equal(getattr(a, f), getattr(b, f)), f
+
+
 def test_drums_and_tracks_use_their_classes():
     _, grid, ids, *_ = roundtrip(midi_bytes(*FIXTURES["drums"]))
     names = set(TOK.names(ids))
