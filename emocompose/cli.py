@@ -621,7 +621,8 @@ def evaluate(
     from emocompose.compose import Composer, check_candidates
     from emocompose.evaluate import EvalConfig, Evaluation, load_real
 
-    _check_limits(bars=bars, count=pieces, candidates=check_candidates(candidates, paper))
+    candidates = check_candidates(candidates, paper)  # resolved, so the report says how many
+    _check_limits(bars=bars, count=pieces, candidates=candidates)
     if pieces < 1 or clips < 0:
         raise UsageError("--pieces must be at least 1 and --clips at least 0")
     cfg = EvalConfig(pieces=pieces, bars=bars, clips=clips, seed=seed, temperature=temperature, top_p=top_p,
@@ -646,7 +647,9 @@ def _print_report(r: dict, out: str) -> None:
         q = f" / {x['quadrant_accuracy']:.2f}" if key == "accuracy" else ""
         return f"{x['arousal'][key]:.2f} / {x['valence'][key]:.2f}{q}"
 
-    t = Table(title=f"evaluate {r['model']} (step {r.get('model_step')})", title_justify="left")
+    s = r["settings"]
+    how = "the paper's operations" if s.get("paper") else f"best of {s.get('candidates')} decodings"
+    t = Table(title=f"evaluate {r['model']} (step {r.get('model_step')}; {how})", title_justify="left")
     t.add_column("measure")
     t.add_column("model", justify="right")
     t.add_column("real music", justify="right")

@@ -178,28 +178,32 @@ class Composer:
         not always follow the latents; this makes the model check its own work."""
         picks, qs = [], []
         for i, lv in enumerate(levels):
-            best, best_q, best_score = i * n, None, -float("inf")
+            scored = []
             for j in range(i * n, (i + 1) * n):
-                q = self.classify(*self.encode(grids[j]))
-                score = sum(abs(lv[a]) * np.log(max(q[name][int(lv[a] >= 0)], 1e-9))
-                            for a, name in enumerate(("arousal", "valence")))  # fmt: skip
-                if score > best_score:
-                    best, best_q, best_score = j, q, score
+                logq = self.log_q(*self.encode(grids[j]))
+                scored.append((sum(abs(lv[a]) * float(logq[a][int(lv[a] >= 0)]) for a in range(2)), j, logq))
+            _, best, logq = max(scored, key=lambda x: (x[0], -x[1]))  # ties: the first
             picks.append(best)
-            qs.append(best_q)
+            qs.append(self._rounded(logq))
         return picks, qs
+
+    def log_q(self, mu_r, mu_k) -> list:
+        """log q(y|x) per axis (arousal, valence) from the per-bar means: two tensors (low, high)."""
+        import torch
+
+        out = []
+        for axis, mu in enumerate((mu_r, mu_k)):
+            mask = torch.ones(1, len(mu), dtype=torch.bool, device=self.device)
+            out.append(torch.log_softmax(self.model.priors()[axis].class_logits(mu[None], mask), -1)[0])
+        return out
+
+    @staticmethod
+    def _rounded(logq) -> dict:
+        return {name: [round(float(x), 4) for x in lq.exp()] for name, lq in zip(("arousal", "valence"), logq)}
 
     def classify(self, mu_r, mu_k) -> dict:
         """q(y|x) per axis from the per-bar means: {'arousal': [p_low, p_high], 'valence': [...]}."""
-        import torch
-
-        out = {}
-        for axis, (name, mu) in enumerate((("arousal", mu_r), ("valence", mu_k))):
-            prior = self.model.priors()[axis]
-            mask = torch.ones(1, len(mu), dtype=torch.bool, device=self.device)
-            q = torch.softmax(prior.class_logits(mu[None], mask), -1)[0]
-            out[name] = [round(float(x), 4) for x in q]
-        return out
+        return self._rounded(self.log_q(mu_r, mu_k))
 
     # -- decoding -------------------------------------------------------------------------------
 

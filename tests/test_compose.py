@@ -100,8 +100,8 @@ def seconds_of(grid, composer) -> float:
 
 
 def score_for(composer, grid, levels):
-    q = composer.classify(*composer.encode(grid))
-    return sum(abs(lv) * np.log(q[name][int(lv >= 0)]) for lv, name in zip(levels, ("arousal", "valence")))
+    logq = composer.log_q(*composer.encode(grid))
+    return sum(abs(lv) * float(lq[int(lv >= 0)]) for lv, lq in zip(levels, logq))
 
 
 def test_candidates_keep_the_one_the_encoder_hears_as_the_target(composer):
