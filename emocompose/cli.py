@@ -440,8 +440,8 @@ PAPER_OPT = typer.Option(False, "--paper", help="The paper's latent operations e
                         "around the emotion's component mean, no key change in transform, one decoding per "
                         "output (for comparisons).")
 CANDIDATES_OPT = typer.Option(None, "--candidates", help="Decode this many versions of each output and keep the one "
-                              "the model's own encoder hears as most like the target emotion (default 4; 1 with "
-                              "--paper). More is slower and surer.", show_default=False)  # fmt: skip
+                              "the model's own encoder hears as most like the target emotion (default 1; --paper takes "
+                              "only 1). Each one adds a decoding's time.", show_default=False)  # fmt: skip
 
 
 @app.command()

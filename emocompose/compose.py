@@ -30,10 +30,11 @@ DEFAULT_NAME = "default.safetensors"
 # bars' posterior means share 62% (z_r) and 66% (z_k) of their variance with their piece's mean.
 DEFAULT_COHERENCE = 0.6
 # Pieces decoded per output, of which the one the model's own encoder hears as most like the
-# target is kept. Measured on the step-3,000 model, 32 pieces per emotion judged by evaluate's
-# classifier: arousal 0.97 -> 1.00, valence 0.68 -> 0.84 going from 1 to 4; a batch of 4
-# decodes in about 1.6x the time of 1 on a 2-core CPU.
-DEFAULT_CANDIDATES = 4
+# target is kept (`--candidates`). Measured with evaluate's judge: best of 4 helped the step-3,000
+# model (valence 0.68 -> 0.84, 32 pieces per emotion) but not the step-4,900 one (0.75 -> 0.62
+# over 16 per emotion, benchmarks/candidates.py; 0.60 -> 0.65 over 10 in evaluate; transform
+# 0.60 -> 0.58) and cost 3.2x the time, so one decoding is the default.
+DEFAULT_CANDIDATES = 1
 
 
 def emotion_of(arousal: int, valence: int) -> str:
