@@ -648,7 +648,8 @@ def _print_report(r: dict, out: str) -> None:
         return f"{x['arousal'][key]:.2f} / {x['valence'][key]:.2f}{q}"
 
     s = r["settings"]
-    how = "the paper's operations" if s.get("paper") else f"best of {s.get('candidates')} decodings"
+    n = s.get("candidates") or 1
+    how = "the paper's operations" if s.get("paper") else ("one decoding each" if n == 1 else f"best of {n} decodings")
     t = Table(title=f"evaluate {r['model']} (step {r.get('model_step')}; {how})", title_justify="left")
     t.add_column("measure")
     t.add_column("model", justify="right")
