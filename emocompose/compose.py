@@ -176,7 +176,10 @@ class Composer:
         levels[i], a point in [-1, 1]^2), the index of the candidate whose own encoding q(y|x)
         gives the target the highest log-probability (each axis weighted by how far its level is
         from the middle), and the q of each one kept. choice (beyond the paper): the decoder does
-        not always follow the latents; this makes the model check its own work."""
+        not always follow the latents; this makes the model check its own work. With n = 1 there
+        is nothing to choose: the outputs as they are, no q."""
+        if n == 1:
+            return list(range(len(levels))), [None] * len(levels)
         picks, qs = [], []
         for i, lv in enumerate(levels):
             scored = []
@@ -246,7 +249,7 @@ class Composer:
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
         plan = BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars)
         grids = self._decode(z_r, z_k, [plan] * (count * n), temperature, top_p, seed)
-        picks, qs = self.best_of(grids, [levels] * count, n) if n > 1 else (list(range(count)), [None] * count)
+        picks, qs = self.best_of(grids, [levels] * count, n)
         return [Result(grids[j], label, seed, {"arousal": levels[0], "valence": levels[1], "index": i,
                                                "key": None if keys is None else KEY_NAMES[keys[j]],
                                                "candidates": n, "q": q})
@@ -338,7 +341,7 @@ class Composer:
         outs = self._decode(z_r, z_k, [self._plan(grid, grid.n_bars)] * (len(targets) * n), temperature, top_p, seed)
         # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
         levels = [tuple(lam * (2.0 * x - 1) for x in parse_emotion(to)) for to, lam in targets]
-        picks = self.best_of(outs, levels, n)[0] if n > 1 else list(range(len(targets)))
+        picks = self.best_of(outs, levels, n)[0]
         return [Result(outs[j], to.lower(), seed, {**info, "candidates": n})
                 for j, (to, _), (_, info) in zip(picks, targets, shifted)]  # fmt: skip
 

@@ -247,8 +247,8 @@ def cpu_precision() -> str:
     faster), fp32 where bf16 is emulated (AVX2-only CPUs such as AMD Zen 3 and most laptops:
     matmuls measured over 100x slower, see README). Decided by timing both, not by CPU flags,
     so it holds on any CPU torch runs on."""
-    # alternating rounds, best of each: one round once took fp32 on a CPU where bf16 is 2.2x
-    # faster (a resumed run just after boot), costing half the training speed for an hour
+    # alternating rounds, best of each: a single round once took fp32 on a CPU where bf16
+    # matmuls are 2.2x faster (a resumed run just after the machine booted)
     rates = {"bf16": 0.0, "fp32": 0.0}
     for _ in range(2):
         for d in rates:
