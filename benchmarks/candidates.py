@@ -33,8 +33,9 @@ def main() -> None:
 
     c = Composer.load(args.model)
     real = load_real(args.data, c.tok, args.bars)
-    ev = Evaluation(c, real, Path(tempfile.mkdtemp()), EvalConfig(bars=args.bars))
-    ceiling = ev.fit_judge()["test"]
+    with tempfile.TemporaryDirectory() as tmp:  # only the judge is used: nothing is written there
+        ev = Evaluation(c, real, Path(tmp), EvalConfig(bars=args.bars))
+        ceiling = ev.fit_judge()["test"]
     print(f"model {c.path} (step {c.meta.get('step')}); the judge on real test clips: arousal "
           f"{ceiling['arousal']['accuracy']:.2f}, valence {ceiling['valence']['accuracy']:.2f}")  # fmt: skip
     rows = {}
