@@ -294,14 +294,19 @@ class Composer:
         return zs[0], zs[1], None if keys is None else keys.tolist()
 
     def _pick_keys(self, level: float, count: int, key_index: int | None, known, g):
-        """One key per piece: the given one, or drawn from how often the labelled training pieces
-        of each valence class are in each key, mixed by `level` (-1 low, 1 high); only keys
-        whose bars the table has seen."""
+        """One key per piece: the given one, or drawn from the keys of the labelled training
+        pieces, mixed by `level` (-1 low, 1 high): the minor keys of the low-valence pieces and
+        the major keys of the high-valence ones, as often as those pieces are in each; only keys
+        whose bars the table has seen. choice: the data's own mix (a third of low-valence
+        EMOPIA pieces are in major keys) gave pieces whose mode hardly followed the asked
+        valence; keeping the mode that matches it raised the judge's valence accuracy from 0.60
+        to 0.77 over 100 pieces at step 7,500 (seeds 200-203, the same draws otherwise)."""
         import torch
 
         if key_index is not None:
             return torch.full((count,), key_index, dtype=torch.long)
-        share = self.model.key_share.cpu() * known.cpu()
+        major = torch.tensor([bool(is_major(k)) for k in range(len(known))])
+        share = self.model.key_share.cpu() * known.cpu() * torch.stack([~major, major])
         w = (level + 1) / 2
         p = (1 - w) * share[0] / share[0].sum().clamp_min(1) + w * share[1] / share[1].sum().clamp_min(1)
         if float(p.sum()) <= 0:  # trained without labels: keys as often as in the training bars

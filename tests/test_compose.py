@@ -248,6 +248,15 @@ def test_generation_centres_z_k_on_a_key_of_the_target_valence(composer, key_tab
         composer.generate("sad", bars=2, key="H dorian")
 
 
+def test_generated_keys_take_the_mode_of_the_asked_valence(composer, key_table):
+    with torch.no_grad():  # low-valence pieces also in C major (0), high-valence ones also in A minor (21)
+        key_table.key_share[0, 0], key_table.key_share[1, 21] = 50.0, 50.0
+    assert set(composer.prior_latents((1.0, -1.0), count=40, bars=1, seed=0)[2]) == {21}
+    assert set(composer.prior_latents((-1.0, 1.0), count=40, bars=1, seed=0)[2]) == {0}
+    # between the two: the minor keys of low-valence pieces and the major ones of high-valence pieces
+    assert set(composer.prior_latents((1.0, 0.0), count=40, bars=1, seed=0)[2]) == {0, 21}
+
+
 def test_a_model_without_a_key_table_still_loads_and_generates(tiny_model, tmp_path):
     from safetensors.torch import load_file, save_file
 
