@@ -34,7 +34,7 @@ NAMES = list(EMOTIONS)  # happy, tense, sad, calm = Q1..Q4
 
 @dataclass(frozen=True)
 class EvalConfig:
-    pieces: int = 25  # generated pieces per emotion (at 10, two seed sets read valence 0.60 and 0.75; 25: 0.49)
+    pieces: int = 25  # generated pieces per emotion (at 10, two seed sets of one model read valence 0.60 and 0.75)
     bars: int = 20  # length of generated pieces; real clips are cut to it
     clips: int = 4  # test clips per quadrant for transform and swap
     lambdas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
