@@ -305,7 +305,7 @@ class Composer:
 
         if key_index is not None:
             return torch.full((count,), key_index, dtype=torch.long)
-        major = torch.tensor([bool(is_major(k)) for k in range(len(known))])
+        major = torch.from_numpy(is_major(np.arange(len(known))))
         share = self.model.key_share.cpu() * known.cpu() * torch.stack([~major, major])
         w = (level + 1) / 2
         p = (1 - w) * share[0] / share[0].sum().clamp_min(1) + w * share[1] / share[1].sum().clamp_min(1)
