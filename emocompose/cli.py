@@ -437,8 +437,8 @@ REWRITE_TOP_P_OPT = typer.Option(0.9, help="Nucleus sampling: keep the likeliest
 
 
 PAPER_OPT = typer.Option(False, "--paper", help="The paper's latent operations exactly: bars drawn alone, z_k "
-                        "around the emotion's component mean, no key change in transform, one decoding per "
-                        "output (for comparisons).")
+                        "around the emotion's component mean, transform shifted by the difference of the component "
+                        "means, one decoding per output (for comparisons).")
 CANDIDATES_OPT = typer.Option(None, "--candidates", help="Decode this many versions of each output and keep the one "
                               "the model's own encoder hears as most like the target emotion (default 1; --paper takes "
                               "only 1). Each one adds a decoding's time.", show_default=False)  # fmt: skip
@@ -496,7 +496,8 @@ def transform(
     inputs: List[str] = typer.Argument(..., help="MIDI files or folders; - reads one MIDI from stdin."),
     to: str = typer.Option(..., "--to", "-t", help="Target emotion: happy, tense, sad or calm."),
     lam: float = typer.Option(1.0, "--lambda", "-l", help="Strength in [0, 1]: 0 re-decodes the piece, 1 moves it all the way."),
-    source: Optional[str] = typer.Option(None, "--from", help="The piece's emotion, if you know it (default: inferred)."),
+    source: Optional[str] = typer.Option(None, "--from", help="The piece's emotion, if you know it (default: inferred; "
+                                          "the shift needs it with --paper only)."),
     seed: int = SEED_OPT,
     temperature: float = REWRITE_TEMP_OPT,
     top_p: float = REWRITE_TOP_P_OPT,
@@ -546,7 +547,7 @@ def transform(
         r = composer.transform(grid, to, lam, source=source, seed=seed, temperature=temperature, top_p=top_p,
                                paper=paper, candidates=candidates)  # fmt: skip
         q = r.info["q"]
-        keys = f", key {' -> '.join(r.info['key'])}" if "key" in r.info else ""
+        keys = f", key {' -> '.join(dict.fromkeys(r.info['key']))}" if "key" in r.info else ""  # one name if kept
         print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
               f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
         _emit([r], target, lambda i, _: name_of(path), as_json, composer, t0,
@@ -602,7 +603,7 @@ def evaluate(
     pieces: int = typer.Option(25, help="Generated pieces per emotion for the control figures (25: one piece "
                                "moves an accuracy by 0.01)."),  # fmt: skip
     bars: int = typer.Option(20, help="Bars per generated piece (real clips are cut to it)."),
-    clips: int = typer.Option(4, help="Test clips per quadrant for transform and swap (0 skips both)."),
+    clips: int = typer.Option(8, help="Test clips per quadrant for transform and swap (0 skips both)."),
     labels: Optional[str] = typer.Option(None, help="Labels CSV when --data is a folder of MIDI (see preprocess)."),
     seed: int = SEED_OPT,
     temperature: float = typer.Option(1.0, help="Token sampling temperature of the generated pieces (as generate)."),
@@ -665,6 +666,7 @@ def _print_report(r: dict, out: str) -> None:
         lam = tr["lambda"]
         t.add_row(f"  toward the opposite, lambda {' '.join(f'{x:g}' for x in lam['values'])}",
                   " ".join(f"{x:.2f}" for x in lam["reached_opposite"]), "")  # fmt: skip
+        t.add_row("  its rhythm cosine to the source", " ".join(f"{x:.2f}" for x in lam["rhythm_to_source"]), "")
     for feature, s in r["swap"].items():
         if not s["pairs"]:
             continue

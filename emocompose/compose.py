@@ -3,9 +3,9 @@ Python API: `Composer.load()` then `.generate(...)`, `.transform(...)`, `.swap(.
 
 Per bar, z_r carries rhythm (arousal) and z_k key (valence). Generation samples each bar's
 latents from the target mixture components (z_k around the mean of a key, see `prior_latents`);
-transform shifts a piece's latents by lambda (mu_target - mu_source) on each axis whose level
-changes (and z_k toward the parallel key when the mode must change); swap takes one latent from
-each of two pieces. Decoding is bar by bar with the memory (`sampling`).
+transform moves a piece's latents by lambda toward where generate centres a piece of the target
+(the paper's lambda (mu_target - mu_source) with `paper`); swap takes one latent from each of
+two pieces. Decoding is bar by bar with the memory (`sampling`).
 """
 
 from __future__ import annotations
@@ -147,6 +147,17 @@ class Composer:
         lo, hi = self.component_means(axis)
         return lo + (level + 1) / 2 * (hi - lo)
 
+    def centre(self, axis: int, level: float, keys=None):
+        """Where a piece at `level` in [-1, 1] is centred on one axis: `axis_mean`, or on z_k
+        (axis 1) in given `keys` (model with a key table) the mean z_k of training bars in each
+        key, moved by the valence level's offset from the middle of the two components (one row
+        per key)."""
+        mean = self.axis_mean(axis, level)
+        if axis == 0 or keys is None:
+            return mean
+        lo, hi = self.component_means(1)
+        return self.model.key_means()[0][keys] + (mean - (lo + hi) / 2)
+
     def encode(self, grid: Grid, window: int = 16):
         """Per-bar posterior means (T, latent) of z_r and z_k; pieces of any length are read in
         windows of `window` bars, the encoders' memory carried across windows."""
@@ -282,11 +293,10 @@ class Composer:
             raise ModelError(f"this model {why}, so it cannot write in a chosen key", str(self.path))
         for axis, level in enumerate(levels):
             prior = self.model.priors()[axis]
-            mean = self.axis_mean(axis, level).expand(count, 1, -1)
             if axis == 1 and table is not None:
                 keys = self._pick_keys(level, count, key_index, table[1], g)
-                lo, hi = self.component_means(1)
-                mean = table[0][keys][:, None] + (mean - (lo + hi) / 2)
+            centre = self.centre(axis, level, keys if axis == 1 else None)
+            mean = centre.reshape(-1, 1, centre.shape[-1]).expand(count, 1, -1)
             eps = torch.randn(count, bars, mean.shape[-1], generator=g)
             shared = torch.randn(count, 1, mean.shape[-1], generator=g)
             eps = coherence**0.5 * shared + (1 - coherence) ** 0.5 * eps
@@ -352,30 +362,42 @@ class Composer:
 
     def shifted_latents(self, grid: Grid, to: str, lam: float, source: str | None = None, encoded=None,
                         paper: bool = False):  # fmt: skip
-        """The per-bar means of the piece (`encoded`, if already computed), each axis whose level
-        changes moved by lam (mu_target - mu_source), and z_k toward the parallel key where the
-        mode must change (not with `paper`); and what was inferred about the piece."""
+        """The per-bar means of the piece (`encoded`, if already computed) moved toward emotion
+        `to` by lam, and what was inferred about the piece.
+
+        `paper`: each axis whose level changes moves by lam (mu_target - mu_source), model.md
+        section 5. Otherwise, choice (beyond the paper): each axis moves by lam (c - the piece's
+        mean over its bars), c being where `generate` centres a piece of the target (`centre`):
+        on z_k in the piece's key, or in its parallel key when that key's mode is not the
+        target's (minor for low valence). The bars keep their own movement around the piece's
+        mean. Why: a piece's latents sit anywhere in their component, so the paper's shift left
+        many on the source's side, and a third of low-valence pieces are in major keys. Measured
+        by `evaluate` at step 8,000 on 96 EMOPIA test transforms at lambda 1: the judge heard
+        the target in 0.75 of them against 0.49 with the shift used before (the paper's plus a
+        move to the parallel key when valence changed), the outputs' rhythm as close to the
+        source's."""
         target = parse_emotion(to)
         mu_r, mu_k = self.encode(grid) if encoded is None else encoded
         q = self.classify(mu_r, mu_k)
         src = parse_emotion(source) if source else (int(q["arousal"][1] >= 0.5), int(q["valence"][1] >= 0.5))
-        z = [mu_r.clone(), mu_k.clone()]
-        for axis in range(2):
-            if src[axis] != target[axis]:
-                means = self.component_means(axis)
-                z[axis] = z[axis] + lam * (means[target[axis]] - means[src[axis]])
         info = {"source_emotion": emotion_of(*src), "q": q, "lambda": lam, "source_inferred": source is None}
-        table = None if paper else self.model.key_means()
-        if table is not None and src[1] != target[1]:
-            # choice (beyond the paper): a change of valence also moves z_k from the piece's key
-            # to its parallel key when the key's mode is not the target's (minor for low
-            # valence): the component shift alone rarely changed the mode
-            means, known = table
+        z = [mu_r.clone(), mu_k.clone()]
+        if paper:
+            for axis in range(2):
+                if src[axis] != target[axis]:
+                    means = self.component_means(axis)
+                    z[axis] = z[axis] + lam * (means[target[axis]] - means[src[axis]])
+            return z, info
+        table, keys = self.model.key_means(), None
+        if table is not None:
             k = global_key(grid, self.tok.config)
-            k2 = parallel_key(k)
-            if bool(is_major(k)) != bool(target[1]) and known[k] and known[k2]:
-                z[1] = z[1] + lam * (means[k2] - means[k])
-                info["key"] = [KEY_NAMES[k], KEY_NAMES[k2]]
+            want = k if bool(is_major(k)) == bool(target[1]) else parallel_key(k)
+            keys = next((x for x in (want, k) if table[1][x]), None)  # only keys training has seen
+            if keys is not None:
+                info["key"] = [KEY_NAMES[k], KEY_NAMES[keys]]
+        for axis in range(2):
+            goal = self.centre(axis, 2.0 * target[axis] - 1, keys if axis == 1 else None)
+            z[axis] = z[axis] + lam * (goal - z[axis].mean(0))
         return z, info
 
     def swap(self, a: Grid, b: Grid, feature: str, *, seed: int = 0, temperature: float = 0.8,

@@ -36,7 +36,7 @@ NAMES = list(EMOTIONS)  # happy, tense, sad, calm = Q1..Q4
 class EvalConfig:
     pieces: int = 25  # generated pieces per emotion (at 10, two seed sets of one model read valence 0.60 and 0.75)
     bars: int = 20  # length of generated pieces; real clips are cut to it
-    clips: int = 4  # test clips per quadrant for transform and swap
+    clips: int = 8  # test clips per quadrant for transform and swap: 96 transforms (48 at 4 were noisy)
     lambdas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     probe_pieces: int = 200  # real pieces whose bars the disentanglement probes read
     seed: int = 0
@@ -199,6 +199,7 @@ class Evaluation:
         targets_all, judged_all, sources_all = [], [], []
         sweep = []  # per clip: P(high) per axis at each lambda toward the opposite quadrant
         reached = []  # per clip: judged quadrant == opposite quadrant, per lambda
+        kept = []  # per clip: cosine of the output's per-bar rhythm to the source's, per lambda
         for q, idx in enumerate(self.clips):
             for i in idx:
                 src = NAMES[q]
@@ -218,6 +219,8 @@ class Evaluation:
                 order = [at[lam] for lam in cfg.lambdas]
                 sweep.append(p_high[order])
                 reached.append(judged[order] == NAMES.index(opposite))
+                source_rhythm = features.rhythm(r.grids[i])
+                kept.append([_cosine(features.rhythm(out[k].grid), source_rhythm) for k in order])
                 self._tick("transform", len(jobs))
         t, j, s = np.array(targets_all), np.array(judged_all), np.array(sources_all)
         success = np.full((4, 4), np.nan)
@@ -237,6 +240,7 @@ class Evaluation:
                 "reached_opposite": np.array(reached).mean(0).round(4).tolist() if reached else [],
                 "prob_high_arousal_moved": _moved(sweep_a, self.clips, 0),
                 "prob_high_valence_moved": _moved(sweep_a, self.clips, 1),
+                "rhythm_to_source": np.array(kept).mean(0).round(4).tolist() if kept else [],
             },
         }
 

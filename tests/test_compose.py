@@ -166,12 +166,12 @@ def key_table(composer):
             t.copy_(v)
 
 
-def test_transform_shift_is_lambda_times_mean_difference(composer):
+def test_paper_transform_shift_is_lambda_times_mean_difference(composer):
     grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
     mu_r, mu_k = composer.encode(grid)
-    z0, _ = composer.shifted_latents(grid, "sad", 0.0, source="happy")
+    z0, _ = composer.shifted_latents(grid, "sad", 0.0, source="happy", paper=True)
     assert torch.equal(z0[0], mu_r) and torch.equal(z0[1], mu_k)  # lambda 0: the piece's own latents
-    z, info = composer.shifted_latents(grid, "calm", 0.7, source="happy")  # arousal changes, valence does not
+    z, info = composer.shifted_latents(grid, "calm", 0.7, source="happy", paper=True)  # only arousal changes
     lo, hi = composer.component_means(0)
     assert torch.equal(z[1], mu_k)
     assert torch.allclose(z[0], mu_r + 0.7 * (lo - hi), atol=1e-6)
@@ -180,29 +180,42 @@ def test_transform_shift_is_lambda_times_mean_difference(composer):
     assert abs(sum(q["arousal"]) - 1) < 1e-3 and abs(sum(q["valence"]) - 1) < 1e-3
 
 
-def test_transform_to_low_valence_also_moves_to_the_parallel_minor_key(composer, key_table):
+def test_transform_moves_the_piece_to_where_generate_centres_the_target(composer, key_table):
+    """Each axis moves by lambda (centre - the piece's mean); z_k's centre is in the piece's key,
+    or its parallel key when the mode is not the target's; the bars keep their own movement."""
     from emocompose.features import KEY_NAMES, global_key, is_major
 
     grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
     k = global_key(grid, composer.tok.config)
-    assert is_major(k)  # a major piece: its parallel minor is k + 12, whose table mean is 1.2 higher
+    assert is_major(k)  # a major piece: its parallel minor is k + 12
     mu_r, mu_k = composer.encode(grid)
+    lo_r, hi_r = composer.component_means(0)
     lo, hi = composer.component_means(1)
+    z0, _ = composer.shifted_latents(grid, "tense", 0.0, source="happy")
+    assert torch.equal(z0[0], mu_r) and torch.equal(z0[1], mu_k)  # lambda 0: the piece's own latents
     with torch.no_grad():
         key_table.key_weight[k + 12] = 2.0
         key_table.key_sum[k + 12] = (k + 12) * 0.1 * 2.0
     z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy")
     assert info["key"] == [KEY_NAMES[k], KEY_NAMES[k + 12]]
-    assert torch.equal(z[0], mu_r)
-    assert torch.allclose(z[1], mu_k + 0.7 * (lo - hi) + 0.7 * 1.2, atol=1e-5)
-    z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy", paper=True)  # the paper's shift alone
-    assert "key" not in info and torch.allclose(z[1], mu_k + 0.7 * (lo - hi), atol=1e-6)
-    # toward a happier emotion the major key stays; an unseen parallel key is never a target
-    assert "key" not in composer.shifted_latents(grid, "calm", 1.0, source="sad")[1]
+    assert torch.allclose(z[0], mu_r + 0.7 * (hi_r - mu_r.mean(0)), atol=1e-5)
+    minor_centre = (k + 12) * 0.1 + (lo - hi) / 2  # the key table's mean, moved to low valence
+    assert torch.allclose(z[1], mu_k + 0.7 * (minor_centre - mu_k.mean(0)), atol=1e-5)
+    assert torch.allclose(z[1] - z[1].mean(0), mu_k - mu_k.mean(0), atol=1e-5)  # the bars' own movement
+    full = composer.shifted_latents(grid, "tense", 1.0, source="happy")[0][1]
+    assert torch.allclose(full.mean(0), minor_centre, atol=1e-5)  # lambda 1: all the way
+    # a major key already has a happy mode: it stays; an unseen parallel key is never a target
+    z, info = composer.shifted_latents(grid, "calm", 1.0, source="sad")
+    assert info["key"] == [KEY_NAMES[k]] * 2 and torch.allclose(z[1].mean(0), k * 0.1 + (hi - lo) / 2, atol=1e-5)
     with torch.no_grad():
         key_table.key_weight[k + 12] = 0.0
-    z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy")
-    assert "key" not in info and torch.allclose(z[1], mu_k + 0.7 * (lo - hi), atol=1e-6)
+    assert composer.shifted_latents(grid, "tense", 0.7, source="happy")[1]["key"] == [KEY_NAMES[k]] * 2
+    # the paper's shift knows no keys, nor does a model without a key table: the component mean
+    assert "key" not in composer.shifted_latents(grid, "tense", 0.7, source="happy", paper=True)[1]
+    with torch.no_grad():
+        key_table.key_weight.zero_()
+    z, info = composer.shifted_latents(grid, "tense", 1.0, source="happy")
+    assert "key" not in info and torch.allclose(z[1].mean(0), lo, atol=1e-5)
 
 
 def test_generated_bars_share_their_latents_by_coherence(composer):

@@ -105,6 +105,7 @@ def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     assert all(abs(sum(row) - 1) < 1e-3 for row in c["confusion"])
     tr = rep["transform"]
     assert tr["clips"] == 4 and len(tr["lambda"]["reached_opposite"]) == 5
+    assert len(tr["lambda"]["rhythm_to_source"]) == 5 and all(0 <= x <= 1 + 1e-9 for x in tr["lambda"]["rhythm_to_source"])
     assert all(abs(sum(row) - 1) < 1e-3 for row in tr["confusion"])
     for feature in ("rhythm", "key"):
         s = rep["swap"][feature]
