@@ -552,7 +552,7 @@ def transform(
               f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
         _emit([r], target, lambda i, _: name_of(path), as_json, composer, t0,
               extra=lambda r: {"input": path, "source_emotion": r.info["source_emotion"], "q": r.info["q"], "lambda": lam,
-                                 **({"key": r.info["key"]} if "key" in r.info else {})})  # fmt: skip
+                                 **({"source_key": r.info["key"][0], "key": r.info["key"][1]} if "key" in r.info else {})})  # fmt: skip
 
     code = run_batch(files, one)
     if skipped:

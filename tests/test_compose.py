@@ -14,6 +14,7 @@ import torch
 from conftest import midi_bytes, run_cli, scale
 from emocompose.compose import Composer
 from emocompose.errors import EXIT_INPUT, EXIT_MODEL, EXIT_PARTIAL, EXIT_USAGE, ModelError, UsageError
+from emocompose.features import KEY_NAMES
 from emocompose.sampling import AFTER_BAR, BarPlan, Grammar, SamplingConfig, decode_bars
 from emocompose.tokenizer import BAR, DURATION, PITCH, POSITION, TEMPO, VELOCITY
 
@@ -183,7 +184,7 @@ def test_paper_transform_shift_is_lambda_times_mean_difference(composer):
 def test_transform_moves_the_piece_to_where_generate_centres_the_target(composer, key_table):
     """Each axis moves by lambda (centre - the piece's mean); z_k's centre is in the piece's key,
     or its parallel key when the mode is not the target's; the bars keep their own movement."""
-    from emocompose.features import KEY_NAMES, global_key, is_major
+    from emocompose.features import global_key, is_major
 
     grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
     k = global_key(grid, composer.tok.config)
@@ -347,6 +348,8 @@ def test_cli_transform_stdin_batch_and_exit_codes(tiny_model, tmp_path):
     assert r.returncode == EXIT_PARTIAL
     assert len(r.stdout.decode().splitlines()) == 1 and b"bad.mid" in r.stderr
     assert (tmp_path / "out" / "a_to_calm.mid").exists()
+    rec = json.loads(r.stdout)  # the key written toward, as generate names it, and the piece's own
+    assert rec["key"].endswith("major") and rec["source_key"] in KEY_NAMES  # calm: a major key
 
 
 @pytest.mark.parametrize("args,code,words", [
