@@ -151,7 +151,7 @@ class Composer:
         """Where a piece at `level` in [-1, 1] is centred on one axis: `axis_mean`, or on z_k
         (axis 1) in given `keys` (model with a key table) the mean z_k of training bars in each
         key, moved by the valence level's offset from the middle of the two components (one row
-        per key)."""
+        per key). z_r ignores `keys`."""
         mean = self.axis_mean(axis, level)
         if axis == 0 or keys is None:
             return mean
@@ -295,7 +295,7 @@ class Composer:
             prior = self.model.priors()[axis]
             if axis == 1 and table is not None:
                 keys = self._pick_keys(level, count, key_index, table[1], g)
-            centre = self.centre(axis, level, keys if axis == 1 else None)
+            centre = self.centre(axis, level, keys)  # keys are drawn for z_k only (axis 1)
             mean = centre.reshape(-1, 1, centre.shape[-1]).expand(count, 1, -1)
             eps = torch.randn(count, bars, mean.shape[-1], generator=g)
             shared = torch.randn(count, 1, mean.shape[-1], generator=g)
@@ -396,7 +396,7 @@ class Composer:
             if keys is not None:
                 info["key"] = [KEY_NAMES[k], KEY_NAMES[keys]]
         for axis in range(2):
-            goal = self.centre(axis, 2.0 * target[axis] - 1, keys if axis == 1 else None)
+            goal = self.centre(axis, 2.0 * target[axis] - 1, keys)
             z[axis] = z[axis] + lam * (goal - z[axis].mean(0))
         return z, info
 
