@@ -616,7 +616,7 @@ def evaluate(
 
     An emotion classifier that never sees the model (logistic regression on note features) is
     trained on the data's train split; its accuracy on the test split is the real-music ceiling
-    printed beside every figure. Takes minutes: with the defaults it decodes about 250 pieces.
+    printed beside every figure. Takes minutes: with the defaults it decodes about 390 pieces.
 
     Example: emocompose evaluate --data data/all --out report
     """
