@@ -61,6 +61,41 @@ def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
         save_file(tensors, str(tmp), metadata={"emocompose": json.dumps(meta)})
 
 
+def stored_weights(state: dict) -> dict:
+    """A model's tensors as a model file stores them: weight matrices in fp16, which halves the
+    file (they are nearly all of its bytes), vectors and the key table's buffers in fp32. Loading
+    casts back to fp32. Training states keep everything in fp32, so a resumed run is exact."""
+    import torch
+
+    return {k: v.half() if v.dtype == torch.float32 and v.dim() >= 2 and "key_" not in k else v
+            for k, v in state.items()}  # fmt: skip
+
+
+def load_model(path: str | os.PathLike):
+    """A checked model from a model file or a training state (the CDGMVAE in fp32 on the CPU),
+    its metadata and its vocabulary."""
+    from emocompose.model.config import ModelConfig
+    from emocompose.model.gmvae import CDGMVAE
+    from emocompose.tokenizer import Vocab
+
+    path = Path(path)
+    meta = read_meta(path)
+    if meta.get("kind") not in (KIND_MODEL, KIND_TRAIN):
+        raise ModelError(f"not an emocompose model (kind {meta.get('kind')!r})", str(path))
+    vocab = Vocab.from_dict(meta.get("vocab", {}), what=f"model {path}")
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError):
+        raise ModelError("checkpoint metadata lacks a valid model configuration", str(path)) from None
+    if cfg.vocab_size != len(vocab):
+        raise ModelError("model and vocabulary sizes disagree", str(path))
+    model = CDGMVAE(cfg)
+    tensors = {k: v for k, v in load_tensors(path).items() if not k.startswith("opt.")}
+    tensors = check_state(path, model.state_dict(), tensors)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return model, meta, vocab
+
+
 def read_meta(path: str | os.PathLike) -> dict:
     from safetensors import safe_open
 

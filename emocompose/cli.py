@@ -291,30 +291,39 @@ def train(
     kl_warmup: Optional[int] = typer.Option(None, help="Steps of linear KL warm-up. Default: 1000."),
     free_bits: Optional[float] = typer.Option(None, help="Nats per latent dimension free of KL pressure. Default: 0.25."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints. Default: 100."),
-    precision: Optional[str] = typer.Option(None, help="auto (bf16 where this CPU multiplies it natively, as timed at start; else fp32; fp32 "
-                                             "on GPU), bf16 or fp32. Default: auto."),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 on a GPU, and where this CPU multiplies it natively, as "
+                                             "timed at start; else fp32), bf16 or fp32. Default: auto."),
+    transpose: Optional[int] = typer.Option(None, help="Move each window by up to this many semitones up or down "
+                                            "(0: off). Default: 6."),  # fmt: skip
+    warmup: Optional[int] = typer.Option(None, help="Steps of learning-rate warm-up. Default: 200."),
+    init: Optional[str] = typer.Option(None, help="Start from this model file's weights with a fresh optimizer "
+                                       "(e.g. checkpoints/default.safetensors)."),  # fmt: skip
+    device: str = typer.Option("auto", help="auto (the GPU when torch sees one), cpu or cuda."),
     threads: int = typer.Option(0, help="CPU threads (0: torch's default)."),
 ) -> None:
     """Train the CDGMVAE on a dataset; resumable, and data-parallel under torchrun.
+
+    OUT gets train_state.safetensors (to resume), model.safetensors (the latest weights) and
+    best.safetensors (the weights at the best validation token loss: the one to use).
 
     Examples:
       emocompose train data/all --out runs/small
       emocompose train data/all --out runs/small --resume              (after a stop: same options)
       emocompose train data/all --out runs/small --resume --steps 12000 (train on, further)
+      emocompose train data/all --out runs/more --init checkpoints/default.safetensors --kl-warmup 1
       torchrun --nproc_per_node 2 -m emocompose train data/all --out runs/ddp
     """
     from emocompose.train import resolve_configs
     from emocompose.train import train as run
 
-    if precision not in (None, "auto", "bf16", "fp32"):
-        raise UsageError("--precision takes auto, bf16 or fp32")
     given = {"preset": preset, "steps": steps, "batch": batch, "bars": bars, "lr": lr, "seed": seed, "rho": rho,
              "checkpoint_every": checkpoint_every, "precision": precision, "alpha": alpha, "drop_mi": mi,
-             "kl_weight": kl_weight, "kl_warmup": kl_warmup, "free_bits": free_bits}  # fmt: skip
+             "kl_weight": kl_weight, "kl_warmup": kl_warmup, "free_bits": free_bits, "transpose": transpose,
+             "warmup": warmup}  # fmt: skip
     cfg, loss = resolve_configs(out, resume, {k: v for k, v in given.items() if v is not None})
     rank0 = os.environ.get("RANK", "0") == "0"
     if not rank0:
-        run(dataset, out, cfg, loss, resume=resume, threads=threads or None)
+        run(dataset, out, cfg, loss, resume=resume, threads=threads or None, init=init, device=device)
         return
     with _progress() as prog:
         task = prog.add_task("train", total=cfg.steps, info="")
@@ -334,8 +343,10 @@ def train(
                 prog.console.print(f"step {rec['step']} (epoch {rec.get('epoch')}): " + ", ".join(
                     f"{k} {v}" for k, v in rec.items() if k.startswith("val")))  # fmt: skip
 
-        result = run(dataset, out, cfg, loss, resume=resume, on_log=log, threads=threads or None)
-    say(f"[bold]{out}[/]: step {result['step']}, model in {out}/model.safetensors")
+        result = run(dataset, out, cfg, loss, resume=resume, on_log=log, threads=threads or None, init=init,
+                     device=device)  # fmt: skip
+    best = f", best by validation in {out}/best.safetensors" if Path(out, "best.safetensors").exists() else ""
+    say(f"[bold]{out}[/]: step {result['step']}, model in {out}/model.safetensors{best}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 
 from emocompose.errors import ModelError, UsageError
 from emocompose.features import KEY_NAMES, global_key, is_major, parallel_key, parse_key
-from emocompose.tokenizer import Grid, Tokenizer, Vocab
+from emocompose.tokenizer import Grid, Tokenizer
 
 # name -> (arousal, valence), 1 = high (Russell's quadrants, model.md section 1)
 EMOTIONS = {"happy": (1, 1), "tense": (1, 0), "sad": (0, 0), "calm": (0, 1)}
@@ -107,24 +107,9 @@ class Composer:
         import torch
 
         from emocompose import checkpoint
-        from emocompose.model.config import ModelConfig
-        from emocompose.model.gmvae import CDGMVAE
 
         p = Path(path) if path else default_model_path()
-        meta = checkpoint.read_meta(p)
-        if meta.get("kind") not in (checkpoint.KIND_MODEL, checkpoint.KIND_TRAIN):
-            raise ModelError(f"not an emocompose model (kind {meta.get('kind')!r})", str(p))
-        vocab = Vocab.from_dict(meta.get("vocab", {}), what=f"model {p}")
-        try:
-            cfg = ModelConfig.from_dict(meta["model"])
-        except (KeyError, TypeError):
-            raise ModelError("checkpoint metadata lacks a valid model configuration", str(p)) from None
-        if cfg.vocab_size != len(vocab):
-            raise ModelError("model and vocabulary sizes disagree", str(p))
-        model = CDGMVAE(cfg)
-        tensors = {k: v for k, v in checkpoint.load_tensors(p).items() if not k.startswith("opt.")}
-        tensors = checkpoint.check_state(p, model.state_dict(), tensors)
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        model, meta, vocab = checkpoint.load_model(p)
         model.requires_grad_(False)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(dev).eval()

@@ -20,6 +20,11 @@ import numpy as np
 from emocompose.dataset import Dataset
 from emocompose.errors import ModelError, OutputError, UsageError
 from emocompose.features import N_KEYS
+from emocompose.midi import DRUMS, TRACKS
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,19 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     val_windows: int = 64
-    precision: str = "auto"  # auto: bf16 autocast on CPUs that multiply bf16 natively, else fp32
+    precision: str = "auto"  # auto: bf16 autocast on GPUs and on CPUs that multiply bf16 natively
+    # each window moves by a random number of semitones in [-transpose, transpose] (as far as its
+    # pitches allow): every key is then seen in every mode, and the key labels move with the notes
+    transpose: int = 6
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision takes {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not 0 <= self.transpose <= 12:
+            raise UsageError(f"transpose takes 0 to 12 semitones, not {self.transpose}")
+        for name in ("steps", "batch", "bars", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, not {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,8 +99,9 @@ class Windows:
         for p in keep:
             self.key_share[labels[p, 1], ds.pieces[p]["key"]] += 1
 
-    def sample(self, step: int) -> list[tuple[int, int]]:
-        """The (piece, first bar) windows of one global batch, a function of (seed, step) only."""
+    def sample(self, step: int) -> list[tuple[int, int, int]]:
+        """The (piece, first bar, semitones) windows of one global batch, a function of (seed,
+        step) only."""
         rng = np.random.default_rng([self.cfg.seed, step])
         out = []
         for _ in range(self.cfg.batch):
@@ -92,31 +110,33 @@ class Windows:
             w = self.n_bars[pool].astype(np.float64)
             piece = int(pool[rng.choice(len(pool), p=w / w.sum())])
             start = int(rng.integers(0, max(self.n_bars[piece] - self.cfg.bars, 0) + 1))
-            out.append((piece, start))
+            shift = int(rng.integers(-self.cfg.transpose, self.cfg.transpose + 1)) if self.cfg.transpose else 0
+            out.append((piece, start, shift))
         return out
 
-    def val_windows(self) -> list[tuple[int, int]]:
+    def val_windows(self) -> list[tuple[int, int, int]]:
         out = []
         for p in self.val:
             for s in range(0, max(int(self.n_bars[p]) - self.cfg.bars, 0) + 1, self.cfg.bars):
-                out.append((int(p), s))
+                out.append((int(p), s, 0))
         rng = np.random.default_rng(12345)
         rng.shuffle(out)
         return out[: self.cfg.val_windows]
 
-    def collate(self, windows: list[tuple[int, int]], torch_mod, labels: np.ndarray | None = None) -> dict:
-        """Padded tensors for a list of windows. Bars over L are cut to L tokens (and counted in
-        the dataset manifest). A bar's last target is the next bar's Bar token, or EOS."""
+    def collate(self, windows: list[tuple[int, int, int]], torch_mod, labels: np.ndarray | None = None) -> dict:
+        """Padded tensors for a list of windows, each transposed by its semitones. Bars over L are
+        cut to L tokens (and counted in the dataset manifest). A bar's last target is the next
+        bar's Bar token, or EOS."""
         torch = torch_mod
         ds, T, L = self.ds, self.cfg.bars, self.L
         labels = self.labels if labels is None else labels
         b = len(windows)
         spans = []
         n = 8
-        for piece, start in windows:
+        for piece, start, shift in windows:
             first, last = ds.piece_bars[piece], ds.piece_bars[piece + 1]
             bars = list(range(first + start, min(first + start + T, last)))
-            spans.append((bars, last))
+            spans.append((bars, last, self._feasible(bars, last, shift)))
             for bi in bars:
                 n = max(n, min(int(ds.bar_offsets[bi + 1] - ds.bar_offsets[bi]), L))
         n = min(-(-n // 8) * 8, L)  # pad to a multiple of 8, for tidy matmuls
@@ -126,7 +146,7 @@ class Windows:
         rhythm = np.zeros((b, T, 16), np.float32)
         key = np.zeros((b, T), np.int64)
         eos = ds.vocab.eos
-        for i, (bars, last) in enumerate(spans):
+        for i, (bars, last, shift) in enumerate(spans):
             for j, bi in enumerate(bars):
                 s, e = int(ds.bar_offsets[bi]), int(ds.bar_offsets[bi + 1])
                 ids = np.asarray(ds.tokens[s : min(e, s + n)], np.int64)
@@ -140,7 +160,11 @@ class Windows:
                 lens[i, j] = k
                 rhythm[i, j] = ds.rhythm[bi]
                 key[i, j] = ds.bar_key[bi]
-        lab = np.array([labels[p] for p, _ in windows], np.int64).reshape(b, 2)
+            if shift:
+                for a in (tokens[i], targets[i]):
+                    a[self._pitched(a)] += shift
+                key[i] = transpose_keys(key[i], shift)
+        lab = np.array([labels[p] for p, *_ in windows], np.int64).reshape(b, 2)
         return {
             "tokens": torch.from_numpy(tokens),
             "targets": torch.from_numpy(targets),
@@ -149,6 +173,31 @@ class Windows:
             "key": torch.from_numpy(key),
             "labels": torch.from_numpy(lab),
         }
+
+
+    def _pitched(self, ids: np.ndarray) -> np.ndarray:
+        """Where ids are pitches of a pitched track (drum "pitches" name instruments)."""
+        v = self.ds.vocab
+        rel = ids - v.pitch0
+        return (rel >= 0) & (rel < len(TRACKS) * 128) & (rel // 128 != DRUMS)
+
+    def _feasible(self, bars: list[int], last: int, shift: int) -> int:
+        """The shift moved toward 0 until every pitch of the window (and of the token after it,
+        a target) stays in 0..127."""
+        if not shift:
+            return 0
+        ds = self.ds
+        end = ds.bar_offsets[bars[-1] + 1] + (1 if bars[-1] + 1 < last else 0)
+        ids = np.asarray(ds.tokens[ds.bar_offsets[bars[0]] : end], np.int64)
+        pitch = (ids[self._pitched(ids)] - ds.vocab.pitch0) % 128
+        if not len(pitch):
+            return shift
+        return int(np.clip(shift, -int(pitch.min()), 127 - int(pitch.max())))
+
+
+def transpose_keys(key: np.ndarray, shift: int) -> np.ndarray:
+    """Key indices (0-11 major, 12-23 minor on their tonic) moved by `shift` semitones."""
+    return (key // 12) * 12 + (key % 12 + shift) % 12
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +262,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
+    low = min(cfg.min_lr, cfg.lr)  # a peak set below the default floor: the cosine never rises
+    return low + 0.5 * (cfg.lr - low) * (1 + math.cos(math.pi * frac))
 
 
 def _matmul_rate(dtype_name: str, size: int, seconds: float, windows: int) -> float:
@@ -301,7 +351,8 @@ def model_meta(model, vocab, loss_cfg, train_cfg, step: int, extra: dict | None 
 
 
 def save_run(run: Path, model, opt, vocab, loss_cfg, train_cfg, step: int, extra: dict) -> None:
-    """The training state (weights + optimizer) and the model alone, each written atomically."""
+    """The training state (weights + optimizer, fp32) and the model alone (`stored_weights`),
+    each written atomically."""
     from emocompose import checkpoint
     from emocompose.atomic import write_text
 
@@ -309,8 +360,49 @@ def save_run(run: Path, model, opt, vocab, loss_cfg, train_cfg, step: int, extra
     weights = dict(model.state_dict())
     checkpoint.save(run / "train_state.safetensors", {**weights, **_opt_tensors(model, opt)},
                     {**meta, "kind": checkpoint.KIND_TRAIN})  # fmt: skip
-    checkpoint.save(run / "model.safetensors", weights, meta)
+    checkpoint.save(run / "model.safetensors", checkpoint.stored_weights(weights), meta)
     write_text(run / "config.json", json.dumps(meta, indent=1))
+
+
+def save_best(run: Path, model, vocab, loss_cfg, train_cfg, step: int, extra: dict) -> None:
+    """The model at its best validation so far: the one to ship (a long run can overfit)."""
+    from emocompose import checkpoint
+
+    meta = model_meta(model, vocab, loss_cfg, train_cfg, step, extra)
+    checkpoint.save(run / "best.safetensors", checkpoint.stored_weights(dict(model.state_dict())), meta)
+
+
+def best_so_far(run: Path) -> float:
+    """The validation token loss of the run's best model (infinite when it has none)."""
+    from emocompose import checkpoint
+
+    best = run / "best.safetensors"
+    return float(checkpoint.read_meta(best).get("val_rec", math.inf)) if best.exists() else math.inf
+
+
+def pick_device(name: str):
+    """auto: the process's GPU when torch sees one, else the CPU."""
+    import torch
+
+    if name not in DEVICES:
+        raise UsageError(f"device takes {', '.join(DEVICES)}, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device cuda asked for, but torch sees no CUDA GPU (a CPU build of torch?)")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init_weights(model, path: str, vocab) -> None:
+    """Start from a model file's weights (`--init`): same vocabulary and model shape required."""
+    from emocompose import checkpoint
+
+    other, meta, other_vocab = checkpoint.load_model(path)
+    if other_vocab.fingerprint != vocab.fingerprint:
+        raise ModelError("the model was trained on another token vocabulary than this dataset's", path)
+    if other.config != model.config:
+        raise ModelError(f"the model is preset {meta.get('train', {}).get('preset')}, not this run's", path)
+    model.load_state_dict(other.state_dict())
 
 
 def resolve_configs(run: str | os.PathLike, resume: bool, given: dict):
@@ -349,7 +441,11 @@ def train(
     resume: bool = False,
     on_log: Callable[[dict], None] | None = None,
     threads: int | None = None,
+    init: str | None = None,
+    device: str = "auto",
 ) -> dict:
+    """Train to `cfg.steps`. `resume` continues the run in `out` exactly; `init` starts a new run
+    (fresh optimizer, warm-up) from a model file's weights, e.g. a shipped model."""
     import torch
 
     from emocompose import checkpoint
@@ -370,10 +466,11 @@ def train(
 
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
-    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = pick_device(device)
     precision = cfg.precision
     if precision == "auto":
-        precision = "fp32" if device.type == "cuda" else cpu_precision()
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        precision = cpu_precision() if device.type == "cpu" else precision
         if ddp:  # every rank must take rank 0's choice: timings differ between processes
             flag = torch.tensor([precision == "bf16"], dtype=torch.int64, device=device)
             dist.broadcast(flag, 0)
@@ -410,6 +507,8 @@ def train(
         start_step = int(meta["step"])
     elif resume and rank == 0 and (run / "model.safetensors").exists() and not state_file.exists():
         raise ModelError("run folder has no train_state.safetensors to resume from", str(run))
+    if init and start_step == 0:
+        init_weights(model, init, ds.vocab)
     model.key_share.copy_(torch.from_numpy(win.key_share))  # of this dataset and rho, resumed or not
     model.to(device)
     if ddp:
@@ -443,8 +542,11 @@ def train(
     epoch_steps = max(1, math.ceil(win.train_bars / (cfg.batch * cfg.bars)))
     peak = matmul_peak("bf16" if precision == "bf16" else "fp32", 1.0) if device.type == "cpu" else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    extra = {"supervision_rate": round(win.supervision, 4), "precision": precision, "world": world}
-    t_last, tok_since, flops_since = time.perf_counter(), 0, 0.0
+    extra = {"supervision_rate": round(win.supervision, 4), "precision": precision, "world": world,
+             **({"init": str(init)} if init else {})}  # fmt: skip
+    best = best_so_far(run) if resume else math.inf
+    t_start = t_last = time.perf_counter()
+    tok_since, flops_since = 0, 0.0
     last = {}
     step = start_step
     for step in range(start_step, cfg.steps):
@@ -474,7 +576,8 @@ def train(
                 vals = _sum_over_ranks(vals, exclude=("cat", "beta"))
             dt = time.perf_counter() - t_last
             rec = {"step": done, **{k: round(v, 5) for k, v in vals.items()}, "lr": lr_at(step, cfg),
-                   "grad_norm": round(float(gnorm), 4), "tokens_per_s": round(tok_since * world / dt, 1)}  # fmt: skip
+                   "grad_norm": round(float(gnorm), 4), "tokens_per_s": round(tok_since * world / dt, 1),
+                   "elapsed_s": round(time.perf_counter() - t_start, 2)}  # fmt: skip
             if peak:
                 rec["mfu"] = round(flops_since * world / dt / peak, 4)  # real tokens' FLOPs only
             t_last, tok_since, flops_since = time.perf_counter(), 0, 0.0
@@ -488,6 +591,9 @@ def train(
             if rank == 0:
                 rec = {"step": done, "epoch": round(done / epoch_steps, 2), **val}
                 _append_log(run / "log.jsonl", rec)
+                if val and val["val_rec"] < best:
+                    best = val["val_rec"]
+                    save_best(run, model, ds.vocab, loss_cfg, cfg, done, {**extra, **val})
                 last.update(val)
                 if on_log:
                     on_log(rec)

@@ -122,3 +122,95 @@ def test_auto_precision_takes_bf16_only_where_it_is_faster(monkeypatch):
     assert train.cpu_precision() == "bf16"
     rates.update(bf16=150e9, fp32=140e9)  # no real gain: fp32 keeps full precision
     assert train.cpu_precision() == "fp32"
+
+
+def _one_piece_dataset(tmp_path, name, notes, drums):
+    from conftest import midi_bytes
+    from emocompose.dataset import preprocess
+
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "p.mid").write_bytes(midi_bytes([(0, False, notes), (0, True, drums)]))
+    preprocess([str(folder)], tmp_path / f"{name}_ds", workers=1)
+    return tmp_path / f"{name}_ds"
+
+
+def test_transposed_window_equals_the_transposed_piece(tmp_path):
+    """A window moved by s semitones in `collate` is exactly what preprocessing the piece played
+    s semitones higher gives: pitched tokens and targets, bar keys; drums, rhythm and labels stay."""
+    from conftest import scale
+    from emocompose.dataset import Dataset
+    from emocompose.train import TrainConfig, Windows
+
+    notes = scale(60, minor=True, beats=0.5, bars=6) + [(48, 70, 4 * b, 4 * b + 3) for b in range(6)]
+    drums = [(36, 90, b, b + 0.25) for b in range(24)]
+    cfg = TrainConfig(bars=4, transpose=6)
+    for shift in (3, -5):
+        moved = [(p + shift, v, a, b) for p, v, a, b in notes]
+        base = Windows(Dataset(_one_piece_dataset(tmp_path, f"base{shift}", notes, drums)), cfg)
+        other = Windows(Dataset(_one_piece_dataset(tmp_path, f"moved{shift}", moved, drums)), cfg)
+        for start in (0, 2):
+            a = base.collate([(0, start, shift)], torch)
+            b = other.collate([(0, start, 0)], torch)
+            for k in a:
+                assert torch.equal(a[k], b[k]), (shift, start, k)
+        assert not torch.equal(a["tokens"], base.collate([(0, 2, 0)], torch)["tokens"])
+
+
+def test_transposition_stays_in_midi_range(tmp_path):
+    from conftest import scale
+    from emocompose.dataset import Dataset
+    from emocompose.train import TrainConfig, Windows
+
+    high = [(p + 60, v, a, b) for p, v, a, b in scale(55, bars=4)]  # up to MIDI 127
+    win = Windows(Dataset(_one_piece_dataset(tmp_path, "high", high, [])), TrainConfig(bars=4))
+    ids = win.collate([(0, 0, 6)], torch)["tokens"]
+    plain = win.collate([(0, 0, 0)], torch)["tokens"]
+    assert torch.equal(ids, plain)  # the top note is 127: no room to move up
+    down = win.collate([(0, 0, -6)], torch)["tokens"]
+    pitched = torch.from_numpy(win._pitched(plain.numpy()))
+    assert torch.equal(down[pitched], plain[pitched] - 6) and torch.equal(down[~pitched], plain[~pitched])
+
+
+def test_init_starts_from_a_model_file_and_best_is_the_lowest_validation(tiny_dataset, tmp_path):
+    from emocompose import checkpoint
+
+    # a model far from the seed's initial weights (a high rate), then a run from it at a rate so
+    # low that its weights must still be the file's
+    r = run_cli("train", tiny_dataset, "--out", tmp_path / "far", "--steps", 3, "--lr", "1e-2", "--warmup", "1", *ARGS)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    far = tmp_path / "far" / "model.safetensors"
+    r = run_cli("train", tiny_dataset, "--out", tmp_path / "run", "--steps", 3, "--init", far,
+                "--lr", "1e-9", "--warmup", "1", *ARGS)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    start = load_file(str(far))
+    got = load_file(str(tmp_path / "run" / "train_state.safetensors"))
+    moved = [k for k in start if k not in ("key_sum", "key_weight", "key_share") and
+             not torch.allclose(start[k].float(), got[k], atol=1e-7, rtol=0)]  # fmt: skip
+    assert not moved, moved
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    vals = [x["val_rec"] for x in log if "val_rec" in x]
+    best = checkpoint.read_meta(tmp_path / "run" / "best.safetensors")
+    assert best["val_rec"] == min(vals) and best["init"] == str(far)
+    # model files keep matrices in fp16 (half the bytes) and the key table in fp32
+    stored = load_file(str(tmp_path / "run" / "best.safetensors"))
+    assert stored["embed.weight"].dtype == torch.float16 and stored["key_sum"].dtype == torch.float32
+    state = load_file(str(tmp_path / "run" / "train_state.safetensors"))
+    assert state["embed.weight"].dtype == torch.float32
+
+
+def test_init_from_another_preset_is_refused(tiny_dataset, tiny_model, tmp_path):
+    args = [a if a != "tiny" else "mini" for a in ARGS]
+    r = run_cli("train", tiny_dataset, "--out", tmp_path / "run", "--steps", 2, "--init", tiny_model, *args)
+    assert r.returncode == EXIT_MODEL and b"preset" in r.stderr and b"Traceback" not in r.stderr, r.stderr
+
+
+def test_train_config_checks_its_own_values():
+    import pytest
+
+    from emocompose.errors import UsageError
+    from emocompose.train import TrainConfig
+
+    for bad in ({"precision": "fp16"}, {"transpose": 13}, {"batch": 0}):
+        with pytest.raises(UsageError):
+            TrainConfig(**bad)
