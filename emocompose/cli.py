@@ -690,6 +690,14 @@ def _print_report(r: dict, out: str) -> None:
               f"chance {d['key_chance']:.2f}")  # fmt: skip
     q = r["latent"]["model_q_accuracy"]
     t.add_row("model's q(y|x): arousal / valence", f"{q['arousal']:.2f} / {q['valence']:.2f}", "")
+    rl = r["realism"]
+    t.add_row(f"realism: generated told from real test clips (0.5: cannot; {rl['pieces']} each)",
+              f"{rl['accuracy']:.2f}", f"{rl['real_against_real']:.2f} (train clips)")  # fmt: skip
+    t.add_row(f"  mean overlapping area of {len(rl['features'])} structure features",
+              f"{rl['mean_overlapping_area']:.2f}", "1.00")  # fmt: skip
+    for name in rl["most_telling"][:3]:
+        f = rl["features"][name]
+        t.add_row(f"  {name.replace('_', ' ')}", f"{f['generated']:.2f}", f"{f['real']:.2f}")
     for k, v in r["quality"]["generated"].items():
         real = r["quality"]["real"][k]
         t.add_row(k.replace("_", " "), "-" if v["mean"] is None else f"{v['mean']:.3f}", f"{real['mean']:.3f}")

@@ -9,6 +9,7 @@ trained on the data's train split and measured on its test split (the real-music
 * swap: cosine similarity of the output's rhythm and key features to A and to B (Eq 22);
 * disentanglement: linear probes of key from z_r and rhythm from z_k (near chance is the goal);
 * latent space: a 2-D projection of the per-piece latents and the distance of the component means;
+* realism: can a classifier tell generated pieces from real test clips (`realism.py`)?
 * quality: MusPy-style measures of generated pieces beside real ones measured the same way.
 """
 
@@ -24,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from emocompose import features, judge, quality
+from emocompose import features, judge, quality, realism
 from emocompose.compose import EMOTIONS, Composer, emotion_of
 from emocompose.errors import ModelError, UsageError
 from emocompose.tokenizer import Grid, Tokenizer
@@ -313,6 +314,14 @@ class Evaluation:
         self._latent_points = (np.array([m[0] for m in means]), np.array([m[1] for m in means]), r.labels[held])
         return dis, lat
 
+    def realism(self, generated: dict[str, list[Grid]]) -> dict:
+        """Generated pieces against the real test clips; train clips against them as the floor."""
+        r = self.real
+        test, train = np.flatnonzero(r.splits == "test"), np.flatnonzero(r.splits == "train")
+        return realism.compare([g for name in NAMES for g in generated.get(name, [])],
+                               [r.grids[i] for i in test], [r.sources[i] for i in test],
+                               [r.grids[i] for i in train], [r.sources[i] for i in train], self.conf, self.cfg.seed)  # fmt: skip
+
     def quality(self, generated: dict[str, list[Grid]]) -> dict:
         r = self.real
         real_rows = [quality.measure(g, self.conf) for g in r.grids]
@@ -345,6 +354,7 @@ class Evaluation:
         report["transform"] = timed("transform", self.transform)
         report["swap"] = timed("swap", self.swap)
         report["disentanglement"], report["latent"] = timed("latents", self.latents)
+        report["realism"] = timed("realism", self.realism, generated)
         report["quality"] = timed("quality", self.quality, generated)
         report["seconds"] = stages | {"total": round(time.time() - t0, 1)}
 

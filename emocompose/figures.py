@@ -37,8 +37,8 @@ def piano_roll(grids: dict[str, Grid], config: TokenizerConfig, path: Path) -> N
     fig, axes = plt.subplots(len(grids), 1, figsize=(11, 2.3 * len(grids)), squeeze=False)
     ppq = config.positions_per_quarter
     for ax, (name, g) in zip(axes[:, 0], grids.items()):
-        starts = np.concatenate(([0], np.cumsum(g.bar_positions)))
-        onset = (starts[g.bar] + g.pos) / ppq
+        starts = g.bar_starts
+        onset = g.onsets / ppq
         length = config.duration_array[g.dur] / ppq
         alpha = 0.3 + 0.7 * g.vel / max(config.velocity_bins - 1, 1)
         for x, w, p, a in zip(onset, length, g.pitch, alpha):

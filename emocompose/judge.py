@@ -38,7 +38,7 @@ def note_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
     hist = pitch_class_histogram(grid, config)
     whole = hist.sum(axis=0)
     score = PROFILES @ (whole - whole.mean())
-    onsets = grid.bar[m].astype(np.int64) * 64 + grid.pos[m]
+    onsets = grid.onsets[m]
     out[:] = (
         m.sum() / beats,
         vel.mean(),
@@ -55,7 +55,7 @@ def note_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
     return out
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 100) -> np.ndarray:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 100) -> np.ndarray:
     """Weights (features + bias) of an L2-regularised logistic regression, by Newton's method."""
     xb = np.c_[x, np.ones(len(x))]
     w = np.zeros(xb.shape[1])
@@ -84,7 +84,7 @@ class Judge:
         mean, std = feats.mean(axis=0), feats.std(axis=0)
         std = np.where(std > 1e-9, std, 1.0)
         x = (feats - mean) / std
-        w = np.stack([_fit_logistic(x, labels[:, a].astype(np.float64), l2) for a in range(2)])
+        w = np.stack([fit_logistic(x, labels[:, a].astype(np.float64), l2) for a in range(2)])
         return cls(mean, std, w)
 
     def prob_high(self, feats: np.ndarray) -> np.ndarray:

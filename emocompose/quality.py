@@ -23,7 +23,9 @@ _MAJOR_SCALE = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], bool)
 _SCALES = np.stack([np.roll(_MAJOR_SCALE, k) for k in range(12)])  # a natural minor shares a major's notes
 
 
-def _entropy_bits(counts: np.ndarray) -> float:
+def pitch_class_entropy(pitch: np.ndarray) -> float:
+    """Entropy in bits of the pitch-class counts of some notes."""
+    counts = np.bincount(np.asarray(pitch) % 12, minlength=12)
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum())
 
@@ -43,7 +45,7 @@ def measure(grid: Grid, config: TokenizerConfig) -> dict:
     size = np.maximum(grid.bar_positions[:-1], 1)
     groove = 1 - (onset[1:] != onset[:-1]).sum(axis=1) / size if grid.n_bars > 1 else np.array([nan])
     # polyphony: notes sounding at each grid step where any note sounds
-    starts = np.concatenate(([0], np.cumsum(grid.bar_positions)))[bar] + pos
+    starts = grid.onsets[m]
     ends = starts + config.duration_array[grid.dur[m]]
     total = int(grid.bar_positions.sum())
     sounding = np.zeros(total + 1, np.int64)
@@ -52,7 +54,7 @@ def measure(grid: Grid, config: TokenizerConfig) -> dict:
     sounding = np.cumsum(sounding)[:total]
     beats = max(total / config.positions_per_quarter, 1.0)
     return {
-        "pitch_class_entropy": _entropy_bits(counts),
+        "pitch_class_entropy": pitch_class_entropy(pitch),
         "scale_consistency": scale,
         "groove_consistency": float(np.mean(groove)),
         "polyphony": float(sounding[sounding > 0].mean()) if (sounding > 0).any() else 0.0,

@@ -197,11 +197,21 @@ class Grid:
     def n_notes(self) -> int:
         return len(self.pitch)
 
+    @property
+    def bar_starts(self) -> np.ndarray:
+        """The grid step at which each bar starts, and the piece's end (n_bars + 1 entries)."""
+        return _cumsum0(self.bar_positions)
+
+    @property
+    def onsets(self) -> np.ndarray:
+        """Each note's start in grid steps from the piece's start."""
+        return self.bar_starts[self.bar] + self.pos
+
     def clip_to_end(self, config: "TokenizerConfig") -> "Grid":
         """The same notes, none sounding past the last bar line (for pieces that must end there)."""
         bins = config.duration_array
         end = int(self.bar_positions.sum())
-        left = end - (np.concatenate(([0], np.cumsum(self.bar_positions)))[self.bar] + self.pos)
+        left = end - self.onsets
         fit = np.maximum(np.searchsorted(bins, left, side="right") - 1, 0)
         return replace(self, dur=np.minimum(self.dur, fit))
 

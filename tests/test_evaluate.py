@@ -112,6 +112,9 @@ def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
         assert s["pairs"] == 4 and all(0 <= s[k] <= 1 + 1e-9 for k in ("rhythm_to_a", "rhythm_to_b", "key_to_a", "key_to_b"))
     assert 0 <= rep["disentanglement"]["key_from_z_r"] <= 1
     assert rep["quality"]["real"]["scale_consistency"]["mean"] > 0.9  # the fixtures are scales
+    rl = rep["realism"]
+    assert rl["pieces"] == 4 and rl["floor_pieces"] == 4  # 8 generated, 4 test clips, 12 train clips
+    assert len(rl["features"]) == 20 and rl["most_telling"][0] in rl["features"]
     for name in ("piano_rolls", "latent", "control_confusion", "transform_confusion", "transform_lambda"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((out / "samples").glob("*.mid"))) == 8  # this run's pieces only
@@ -125,3 +128,45 @@ def test_evaluate_needs_labelled_music(tiny_model, tmp_path, write_midi):
     r = run_cli("evaluate", "--data", folder, "--model", tiny_model, "--out", tmp_path / "rep")
     assert r.returncode == EXIT_USAGE and b"no labelled pieces" in r.stderr and b"Traceback" not in r.stderr
     assert not (tmp_path / "rep").exists()
+
+
+def test_structure_features_on_known_pieces():
+    from emocompose import realism
+
+    # 4 bars of legato C-major triads on every beat: 3 notes an onset, all onsets on beats,
+    # every bar the same rhythm and pitches, nothing silent, the top voice repeating G
+    triads = [(p, 80, b, b + 1) for b in range(16) for p in (60, 64, 67)]
+    f = dict(zip(realism.FEATURES, realism.structure_features(grid_of(triads), TOK.config)))
+    assert f["notes_per_beat"] == pytest.approx(3.0) and f["notes_per_onset"] == pytest.approx(3.0)
+    assert f["chord_share"] == 1.0 and f["onsets_on_beats"] == 1.0 and f["onsets_on_16ths"] == 0.0
+    assert f["bars_repeating_rhythm"] == 1.0 and f["adjacent_bar_pitch_similarity"] == pytest.approx(1.0)
+    assert f["silent_share"] == 0.0 and f["top_voice_interval"] == 0.0 and f["top_voice_steps"] == 1.0
+    assert f["pitch_range"] == pytest.approx(7.0) and f["log_duration_spread"] == pytest.approx(0.0, abs=1e-9)
+    # staccato sixteenths on the off-beats, leaping by octaves: half the time silent
+    leaps = [(60 + 12 * (i % 2), 80, i + 0.25, i + 0.5) for i in range(8)]
+    f = dict(zip(realism.FEATURES, realism.structure_features(grid_of(leaps), TOK.config)))
+    assert f["onsets_on_16ths"] == 1.0 and f["onsets_on_beats"] == 0.0
+    assert f["top_voice_interval"] == 12.0 and f["top_voice_leaps"] == 1.0
+    assert f["silent_share"] == pytest.approx(0.75)
+
+
+def test_two_sample_test_tells_shifted_sets_apart_and_not_equal_ones():
+    from emocompose import realism
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(80, 5)), rng.normal(size=(80, 5))
+    groups = [f"s{i // 2}" for i in range(80)]  # two clips a song
+    assert abs(realism.two_sample_accuracy(a, b, groups, groups) - 0.5) < 0.12
+    assert realism.two_sample_accuracy(a, b + [4, 0, 0, 0, 0], groups, groups) > 0.9  # Bayes: 0.98
+    folds = realism._folds(groups, 5, 0)
+    assert all(len(set(folds[[g == s for g in groups]])) == 1 for s in set(groups))
+    assert realism.song_of("x/Q1_abc_3.mid") == realism.song_of("Q1_abc_12.mid") == "Q1_abc"
+
+
+def test_overlapping_area_of_equal_and_distant_distributions():
+    from emocompose import realism
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=300)
+    assert realism.overlapping_area(real, rng.normal(size=300)) > 0.9
+    assert realism.overlapping_area(real, rng.normal(size=300) + 20) < 0.02

@@ -1,0 +1,75 @@
+"""What the sampling settings do to realism and to emotion, measured together: for each setting,
+pieces generated per emotion, judged by evaluate's emotion judge and by its realism test against
+the real test clips, with the figures the model issue targets per quadrant beside real music.
+
+    python benchmarks/sampling_realism.py --data data/all [--model PATH] [--pieces 25] \\
+        [--settings 1.0/0.95/1.0/0.6 1.0/1.0/1.0/0.6 ...]
+
+A setting is temperature/top_p/latent_temperature/coherence (generate's options). The first
+setting is the baseline the others are read against; all run on the same seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from _common import Timer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a dataset from `emocompose preprocess` (with EMOPIA's labels)")
+    ap.add_argument("--model", default=None, help="default: the shipped model")
+    ap.add_argument("--pieces", type=int, default=25, help="pieces per emotion")
+    ap.add_argument("--bars", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--settings", nargs="+", default=["1.0/0.95/1.0/0.6", "1.0/1.0/1.0/0.6", "0.9/1.0/1.0/0.6",
+                                                      "1.0/0.98/1.0/0.6", "1.0/0.95/0.7/0.6"])  # fmt: skip
+    args = ap.parse_args()
+
+    from emocompose.compose import EMOTIONS, Composer
+    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, _describe, _quadrant, load_real
+
+    c = Composer.load(args.model)
+    real = load_real(args.data, c.tok, args.bars)
+    print(f"model {c.path} (step {c.meta.get('step')}), {args.pieces} pieces of {args.bars} bars per emotion")
+    quadrant = _quadrant(real.labels)
+    real_q = {name: _describe([g for g, q in zip(real.grids, quadrant) if q == k], c.tok.config)
+              for k, name in enumerate(NAMES)}  # fmt: skip
+    print("real EMOPIA per quadrant (notes per beat / velocity / pitch range): " + ", ".join(
+        f"{n} {d['notes_per_beat']:.2f}/{d['mean_velocity']:.0f}/{d['pitch_range']:.0f}" for n, d in real_q.items()))
+    print(f"{'T/top_p/latent T/coherence':>28} {'arousal':>8} {'valence':>8} {'realism':>8} {'floor':>6} "
+          f"{'overlap':>8}  worst per-quadrant gap to real   telling features   seconds")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        for setting in args.settings:
+            t, p, lt, coh = map(float, setting.split("/"))
+            cfg = EvalConfig(pieces=args.pieces, bars=args.bars, seed=args.seed, temperature=t, top_p=p)
+            ev = Evaluation(c, real, Path(tmp), cfg)
+            ev.fit_judge()
+            grids, right = {}, []
+            with Timer() as timer:
+                for i, name in enumerate(NAMES):
+                    res = c.generate(name, bars=args.bars, count=args.pieces, seed=args.seed + i, temperature=t,
+                                     top_p=p, latent_temperature=lt, coherence=coh)  # fmt: skip
+                    grids[name] = [r.grid for r in res]
+            for name in NAMES:
+                right.append(ev.judge.predict(ev.feats(grids[name])) == np.array(EMOTIONS[name]))
+            acc = np.concatenate(right).mean(0)
+            rl = ev.realism(grids)
+            gaps = []
+            for name in NAMES:
+                d = _describe(grids[name], c.tok.config)
+                for k in ("notes_per_beat", "mean_velocity", "pitch_range"):
+                    gaps.append((abs(d[k] / real_q[name][k] - 1), f"{name} {k} {d[k]:.1f} (real {real_q[name][k]:.1f})"))
+            worst = max(gaps)
+            print(f"{setting:>28} {acc[0]:>8.2f} {acc[1]:>8.2f} {rl['accuracy']:>8.2f} {rl['real_against_real']:>6.2f} "
+                  f"{rl['mean_overlapping_area']:>8.2f}  {worst[1]} {worst[0]:+.0%}   {', '.join(rl['most_telling'][:3])}"
+                  f"   {timer.seconds:.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
