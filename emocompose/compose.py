@@ -216,7 +216,7 @@ class Composer:
             cond = self.model.condition(z_r, z_k)
             bars = decode_bars(self.model, self.tok.vocab, cond, plans, SamplingConfig(temperature, top_p, seed),
                                on_bar=self.on_bar)  # fmt: skip
-        return [self.tok.decode(np.concatenate(b)).clip_to_end(self.tok.config) for b in bars]
+        return [self.tok.decode(np.concatenate(b)).playable(self.tok.config) for b in bars]
 
     def generate(self, emotion: str | None = None, *, arousal: float | None = None, valence: float | None = None,
                  bars: int = 20, count: int = 1, seed: int = 0, temperature: float = 1.0, top_p: float = 0.95,

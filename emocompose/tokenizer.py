@@ -207,13 +207,29 @@ class Grid:
         """Each note's start in grid steps from the piece's start."""
         return self.bar_starts[self.bar] + self.pos
 
-    def clip_to_end(self, config: "TokenizerConfig") -> "Grid":
-        """The same notes, none sounding past the last bar line (for pieces that must end there)."""
+    def playable(self, config: "TokenizerConfig") -> "Grid":
+        """The notes as a MIDI file holds them, so that what is measured is what is written and
+        heard: none sounds past the last bar line, a pitch struck again on its track ends the note
+        still sounding there (as a key struck again does), and a second note of one pitch on one
+        track at one onset is dropped. A decoder can write all three; a MIDI file cannot keep them
+        (a reader pairs the note-offs with other note-ons)."""
         bins = config.duration_array
-        end = int(self.bar_positions.sum())
-        left = end - self.onsets
-        fit = np.maximum(np.searchsorted(bins, left, side="right") - 1, 0)
-        return replace(self, dur=np.minimum(self.dur, fit))
+        on = self.onsets
+        order = np.lexsort((on, self.pitch, self.track))  # by track, pitch, then time (stable)
+
+        def runs(o):  # where o[i + 1] is the same track and pitch as o[i]
+            return (self.track[o][1:] == self.track[o][:-1]) & (self.pitch[o][1:] == self.pitch[o][:-1])
+
+        keep = np.ones(len(on), bool)
+        keep[order[1:][runs(order) & (on[order][1:] == on[order][:-1])]] = False
+        order = order[keep[order]]
+        same = runs(order)
+        nxt = np.full(len(on), int(self.bar_positions.sum()))
+        nxt[order[:-1][same]] = on[order[1:][same]]
+        fit = np.maximum(np.searchsorted(bins, nxt - on, side="right") - 1, 0)
+        g = replace(self, dur=np.minimum(self.dur, fit))
+        return g if keep.all() else replace(g, bar=g.bar[keep], pos=g.pos[keep], track=g.track[keep],
+                                            pitch=g.pitch[keep], vel=g.vel[keep], dur=g.dur[keep])  # fmt: skip
 
     def bar_slice(self, start: int, stop: int) -> "Grid":
         """Bars start..stop-1 as a Grid of their own (bar numbers start again at 0)."""

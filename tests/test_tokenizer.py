@@ -159,3 +159,24 @@ def test_cli_tokenize_detokenize(tmp_path, write_midi):
     a = TOK.encode(TOK.grid(TOK.load(src)))[0]
     b = TOK.encode(TOK.grid(TOK.load(tmp_path / "b.mid")))[0]
     assert np.array_equal(a, b)
+
+
+def test_playable_grid_is_what_a_midi_file_keeps():
+    """Decoded notes that a MIDI file cannot hold are made playable, and then the file holds
+    exactly them: a re-struck pitch ends the sounding note, a doubled note goes, the end cuts."""
+    from emocompose.midi import GUITAR, PIANO
+    from emocompose.tokenizer import Grid
+
+    steps = TOK.config.duration_array
+    dur = lambda n: int(np.flatnonzero(steps == n)[0])  # noqa: E731
+    # (bar, pos, track, pitch, duration in steps), sorted as a decoder writes them
+    notes = [(0, 0, PIANO, 60, 16), (0, 0, PIANO, 64, 8), (0, 0, PIANO, 64, 3), (0, 2, GUITAR, 60, 4),
+             (0, 4, PIANO, 60, 2), (1, 12, PIANO, 67, 16)]  # fmt: skip
+    b, p, t, n, d = map(np.array, zip(*notes))
+    g = Grid(np.array([16, 16]), np.array([20, 20]), b, p, t, n, np.full(len(b), 20), np.array([dur(x) for x in d]))
+    out = g.playable(TOK.config)
+    got = list(zip(out.onsets.tolist(), out.track.tolist(), out.pitch.tolist(), steps[out.dur].tolist()))
+    assert got == [(0, PIANO, 60, 4), (0, PIANO, 64, 8), (2, GUITAR, 60, 4), (4, PIANO, 60, 2), (28, PIANO, 67, 4)]
+    back = TOK.grid(TOK.load("x.mid", data=TOK.to_midi(out)))
+    for k in ("bar", "pos", "track", "pitch", "vel", "dur"):
+        assert np.array_equal(getattr(back, k), getattr(out, k)), k
