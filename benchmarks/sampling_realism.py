@@ -5,8 +5,9 @@ the real test clips, with the figures the model issue targets per quadrant besid
     python benchmarks/sampling_realism.py --data data/all [--model PATH] [--pieces 25] \\
         [--settings 1.0/0.95/1.0/0.6 1.0/1.0/1.0/0.6 ...]
 
-A setting is temperature/top_p/latent_temperature/coherence (generate's options). The first
-setting is the baseline the others are read against; all run on the same seeds.
+A setting is temperature/top_p/latent_temperature/coherence (generate's options; top_p is the
+nucleus over pitches). The first setting is the baseline the others are read against; all run
+on the same seeds.
 """
 
 from __future__ import annotations
@@ -27,15 +28,23 @@ def main() -> None:
     ap.add_argument("--pieces", type=int, default=25, help="pieces per emotion")
     ap.add_argument("--bars", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--settings", nargs="+", default=["1.0/0.95/1.0/0.6", "1.0/1.0/1.0/0.6", "0.9/1.0/1.0/0.6",
-                                                      "1.0/0.98/1.0/0.6", "1.0/0.95/0.7/0.6"])  # fmt: skip
+    ap.add_argument("--against", choices=("test", "val"), default="test",
+                    help="the real clips of the realism test (val: to choose between models without the test split)")
+    ap.add_argument("--settings", nargs="+", default=["1.0/0.95/1.0/0.6", "1.0/1.0/1.0/0.6", "1.0/0.9/1.0/0.6",
+                                                      "1.0/0.85/1.0/0.6", "1.0/1.0/1.0/0.85"])  # fmt: skip
     args = ap.parse_args()
 
+    from emocompose import realism
     from emocompose.compose import EMOTIONS, Composer
     from emocompose.evaluate import NAMES, EvalConfig, Evaluation, _describe, _quadrant, load_real
 
     c = Composer.load(args.model)
     real = load_real(args.data, c.tok, args.bars)
+
+    def clips(split: str):
+        idx = np.flatnonzero(real.splits == split)
+        return [real.grids[i] for i in idx], [real.sources[i] for i in idx]
+
     print(f"model {c.path} (step {c.meta.get('step')}), {args.pieces} pieces of {args.bars} bars per emotion")
     quadrant = _quadrant(real.labels)
     real_q = {name: _describe([g for g, q in zip(real.grids, quadrant) if q == k], c.tok.config)
@@ -59,7 +68,8 @@ def main() -> None:
             for name in NAMES:
                 right.append(ev.judge.predict(ev.feats(grids[name])) == np.array(EMOTIONS[name]))
             acc = np.concatenate(right).mean(0)
-            rl = ev.realism(grids)
+            rl = realism.compare([g for name in NAMES for g in grids[name]], *clips(args.against), *clips("train"),
+                                 c.tok.config, args.seed)  # fmt: skip
             gaps = []
             for name in NAMES:
                 d = _describe(grids[name], c.tok.config)

@@ -11,6 +11,8 @@ descriptive figures `analyze` prints.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from emocompose.midi import DRUMS, Piece
@@ -64,6 +66,35 @@ def parse_key(name: str) -> int:
     if tonic not in _TONICS or mode not in _MODES:
         raise ValueError(f"unknown key {name!r}; write a tonic and a mode, e.g. 'A minor', 'F# major', 'Bb'")
     return _TONICS[tonic] + _MODES[mode]
+
+
+@dataclass(frozen=True)
+class PitchedNotes:
+    """A piece's pitched notes (drums left out) in musical units: what note-level features read."""
+
+    pitch: np.ndarray  # MIDI pitch, float64
+    velocity: np.ndarray  # MIDI velocity of each note's bin, float64
+    steps: np.ndarray  # length in grid steps, float64
+    onset: np.ndarray  # grid steps from the piece's start
+    pos: np.ndarray  # grid step within the bar
+    bar: np.ndarray
+    beats: float  # the piece's length in beats (at least 1)
+
+    def __len__(self) -> int:
+        return len(self.pitch)
+
+
+def pitched_notes(grid: Grid, config: TokenizerConfig) -> PitchedNotes:
+    m = grid.track != DRUMS
+    return PitchedNotes(
+        pitch=grid.pitch[m].astype(np.float64),
+        velocity=config.velocity_value(grid.vel[m]).astype(np.float64),
+        steps=config.duration_array[grid.dur[m]].astype(np.float64),
+        onset=grid.onsets[m],
+        pos=grid.pos[m],
+        bar=grid.bar[m],
+        beats=max(float(grid.bar_positions.sum()) / config.positions_per_quarter, 1.0),
+    )
 
 
 def rhythm(grid: Grid) -> np.ndarray:

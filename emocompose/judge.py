@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emocompose.features import PROFILES, bar_keys, is_major, pitch_class_histogram
-from emocompose.midi import DRUMS
+from emocompose.features import PROFILES, bar_keys, is_major, pitch_class_histogram, pitched_notes
 from emocompose.tokenizer import Grid, TokenizerConfig
 
 FEATURES = (
@@ -26,31 +25,26 @@ AXES = ("arousal", "valence")
 
 def note_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
     """The eleven features of FEATURES for one piece (zeros for a piece without pitched notes)."""
-    m = grid.track != DRUMS
+    n = pitched_notes(grid, config)
     out = np.zeros(len(FEATURES))
-    if not m.any():
+    if not len(n):
         return out
     ppq = config.positions_per_quarter
-    beats = max(float(grid.bar_positions.sum()) / ppq, 1.0)
-    pitch = grid.pitch[m].astype(np.float64)
-    vel = config.velocity_value(grid.vel[m]).astype(np.float64)
-    steps = config.duration_array[grid.dur[m]].astype(np.float64)
     hist = pitch_class_histogram(grid, config)
     whole = hist.sum(axis=0)
     score = PROFILES @ (whole - whole.mean())
-    onsets = grid.onsets[m]
     out[:] = (
-        m.sum() / beats,
-        vel.mean(),
-        vel.std(),
-        pitch.mean(),
-        pitch.std(),
-        np.percentile(pitch, 95) - np.percentile(pitch, 5),
+        len(n) / n.beats,
+        n.velocity.mean(),
+        n.velocity.std(),
+        n.pitch.mean(),
+        n.pitch.std(),
+        np.percentile(n.pitch, 95) - np.percentile(n.pitch, 5),
         (score[:12].max() - score[12:].max()) / max(np.linalg.norm(whole - whole.mean()), 1e-9),
         float(is_major(bar_keys(grid, config, hist)).mean()),
-        np.log(steps.mean() / ppq),
-        m.sum() / len(np.unique(onsets)),
-        float(((grid.pos[m] % max(ppq // 2, 1)) != 0).mean()),
+        np.log(n.steps.mean() / ppq),
+        len(n) / len(np.unique(n.onset)),
+        float(((n.pos % max(ppq // 2, 1)) != 0).mean()),
     )
     return out
 

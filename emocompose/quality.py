@@ -30,6 +30,17 @@ def pitch_class_entropy(pitch: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
+def sounding(grid: Grid, config: TokenizerConfig) -> np.ndarray:
+    """How many pitched notes sound at each grid step of the piece (drums left out)."""
+    m = grid.track != DRUMS
+    total = int(grid.bar_positions.sum())
+    starts = grid.onsets[m]
+    count = np.zeros(total + 1, np.int64)
+    np.add.at(count, np.minimum(starts, total), 1)
+    np.add.at(count, np.minimum(starts + config.duration_array[grid.dur[m]], total), -1)
+    return np.cumsum(count)[:total]
+
+
 def measure(grid: Grid, config: TokenizerConfig) -> dict:
     """The five measures of one piece (NaN where a piece has too little to measure)."""
     m = grid.track != DRUMS
@@ -45,19 +56,13 @@ def measure(grid: Grid, config: TokenizerConfig) -> dict:
     size = np.maximum(grid.bar_positions[:-1], 1)
     groove = 1 - (onset[1:] != onset[:-1]).sum(axis=1) / size if grid.n_bars > 1 else np.array([nan])
     # polyphony: notes sounding at each grid step where any note sounds
-    starts = grid.onsets[m]
-    ends = starts + config.duration_array[grid.dur[m]]
-    total = int(grid.bar_positions.sum())
-    sounding = np.zeros(total + 1, np.int64)
-    np.add.at(sounding, np.minimum(starts, total), 1)
-    np.add.at(sounding, np.minimum(ends, total), -1)
-    sounding = np.cumsum(sounding)[:total]
-    beats = max(total / config.positions_per_quarter, 1.0)
+    playing = sounding(grid, config)
+    beats = max(len(playing) / config.positions_per_quarter, 1.0)
     return {
         "pitch_class_entropy": pitch_class_entropy(pitch),
         "scale_consistency": scale,
         "groove_consistency": float(np.mean(groove)),
-        "polyphony": float(sounding[sounding > 0].mean()) if (sounding > 0).any() else 0.0,
+        "polyphony": float(playing[playing > 0].mean()) if (playing > 0).any() else 0.0,
         "notes_per_beat": float(len(pitch) / beats),
     }
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emocompose.features import pitched_notes
 from emocompose.judge import fit_logistic
-from emocompose.midi import DRUMS
-from emocompose.quality import pitch_class_entropy
+from emocompose.quality import pitch_class_entropy, sounding
 from emocompose.tokenizer import Grid, TokenizerConfig
 
 FEATURES = (
@@ -32,6 +32,11 @@ FEATURES = (
     "top_voice_interval", "top_voice_steps", "top_voice_leaps", "notes_per_onset", "chord_share",
     "bars_repeating_rhythm", "adjacent_bar_pitch_similarity", "silent_share", "pitch_class_entropy",
 )  # fmt: skip
+# Where onsets fall on the 16th grid is partly a trait of the transcription, not of the music:
+# EMOPIA is performances written on a nominal grid (half their onsets on odd 16ths), POP909 is
+# beat-aligned, and by these two features alone real POP909 clips are told from real EMOPIA ones
+# in 0.99 of cases. The test is also reported without them.
+GRID_STYLE = ("onsets_on_beats", "onsets_on_16ths")
 _TRAILING_NUMBER = re.compile(r"_\d+$")
 
 
@@ -51,21 +56,15 @@ def _top_voice(onset: np.ndarray, pitch: np.ndarray) -> np.ndarray:
 
 def structure_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
     """The values of FEATURES for one piece (zeros for a piece without pitched notes)."""
-    m = grid.track != DRUMS
+    n = pitched_notes(grid, config)
     out = np.zeros(len(FEATURES))
-    if not m.any():
+    if not len(n):
         return out
     ppq = config.positions_per_quarter
-    total = int(grid.bar_positions.sum())
-    beats = max(total / ppq, 1.0)
-    pitch = grid.pitch[m].astype(np.float64)
-    vel = config.velocity_value(grid.vel[m]).astype(np.float64)
-    steps = config.duration_array[grid.dur[m]].astype(np.float64)
-    log_dur = np.log(steps / ppq)
-    onset = grid.onsets[m]
-    pos, bar = grid.pos[m], grid.bar[m]
-    distinct, per_onset = np.unique(onset, return_counts=True)
-    top = _top_voice(onset, grid.pitch[m].astype(np.int64))
+    pitch, pos, bar = n.pitch, n.pos, n.bar
+    log_dur = np.log(n.steps / ppq)
+    distinct, per_onset = np.unique(n.onset, return_counts=True)
+    top = _top_voice(n.onset, pitch)
     jumps = np.abs(np.diff(top)) if len(top) > 1 else np.zeros(1)
     # repetition: bars whose onset pattern (grid steps with an onset) some earlier bar has too
     patterns = [tuple(np.unique(pos[bar == b])) for b in range(grid.n_bars)]
@@ -76,18 +75,16 @@ def structure_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
             repeats += pat in seen
             seen.add(pat)
     pcs = np.zeros((grid.n_bars, 12))
-    np.add.at(pcs, (bar, grid.pitch[m] % 12), 1)
+    np.add.at(pcs, (bar, pitch.astype(np.int64) % 12), 1)
     norm = np.linalg.norm(pcs, axis=1)
     both = (norm[1:] > 0) & (norm[:-1] > 0)
     adjacent = (pcs[1:] * pcs[:-1]).sum(1)[both] / (norm[1:] * norm[:-1])[both]
-    sounding = np.zeros(total + 1, np.int64)
-    np.add.at(sounding, np.minimum(onset, total), 1)
-    np.add.at(sounding, np.minimum(onset + steps.astype(np.int64), total), -1)
-    silent = float((np.cumsum(sounding)[:total] <= 0).mean()) if total else 0.0
+    playing = sounding(grid, config)
+    silent = float((playing <= 0).mean()) if len(playing) else 0.0
     out[:] = (
-        m.sum() / beats,
-        vel.mean(),
-        vel.std(),
+        len(n) / n.beats,
+        n.velocity.mean(),
+        n.velocity.std(),
         pitch.mean(),
         pitch.std(),
         np.percentile(pitch, 95) - np.percentile(pitch, 5),
@@ -104,7 +101,7 @@ def structure_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
         repeats / max(filled - 1, 1),
         adjacent.mean() if len(adjacent) else 0.0,
         silent,
-        pitch_class_entropy(grid.pitch[m]),
+        pitch_class_entropy(pitch.astype(np.int64)),
     )
     return out
 
@@ -166,7 +163,10 @@ def compare(generated: list[Grid], real: list[Grid], real_sources: list[str], fl
     g = np.stack([structure_features(generated[i], config) for i in pick_g])
     r = np.stack([structure_features(real[i], config) for i in pick_r])
     r_groups = [song_of(real_sources[i]) for i in pick_r]
-    acc = two_sample_accuracy(g, r, [f"generated{i}" for i in pick_g], r_groups, seed=seed)
+    g_groups = [f"generated{i}" for i in pick_g]
+    acc = two_sample_accuracy(g, r, g_groups, r_groups, seed=seed)
+    music = [j for j, name in enumerate(FEATURES) if name not in GRID_STYLE]
+    acc_music = two_sample_accuracy(g[:, music], r[:, music], g_groups, r_groups, seed=seed)
     m = min(len(floor), n)
     pick_f = np.sort(rng.permutation(len(floor))[:m])
     f = np.stack([structure_features(floor[i], config) for i in pick_f])
@@ -181,6 +181,7 @@ def compare(generated: list[Grid], real: list[Grid], real_sources: list[str], fl
     tells = sorted(per, key=lambda k: -abs(per[k]["difference_in_stds"]))
     return {
         "pieces": n, "accuracy": round(acc, 4), "real_against_real": round(floor_acc, 4), "floor_pieces": m,
+        "accuracy_without_grid_style": round(acc_music, 4),
         "mean_overlapping_area": round(float(np.mean([p["overlapping_area"] for p in per.values()])), 4),
         "most_telling": tells[:5], "features": per,
     }  # fmt: skip

@@ -54,6 +54,8 @@ class TrainConfig:
             raise UsageError(f"precision takes {', '.join(PRECISIONS)}, not {self.precision!r}")
         if not 0 <= self.transpose <= 12:
             raise UsageError(f"transpose takes 0 to 12 semitones, not {self.transpose}")
+        if not (0 <= self.labelled_share <= 1 and 0 <= self.rho <= 1):
+            raise UsageError("labelled_share and rho are shares: 0 to 1")
         for name in ("steps", "batch", "bars", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -173,7 +175,6 @@ class Windows:
             "key": torch.from_numpy(key),
             "labels": torch.from_numpy(lab),
         }
-
 
     def _pitched(self, ids: np.ndarray) -> np.ndarray:
         """Where ids are pitches of a pitched track (drum "pitches" name instruments)."""

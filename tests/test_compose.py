@@ -425,3 +425,20 @@ def test_ctrl_c_exits_130_and_writes_nothing(tmp_path):
     assert proc.returncode == 130, err
     assert b"interrupted" in err and b"Traceback" not in err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_nucleus_cuts_only_the_pitch_tail_and_keeps_the_pitch_mass():
+    from emocompose.sampling import probabilities
+
+    # tokens: 4 pitches (0.4, 0.2, 0.1, 0.05 of the mass), then a position and a duration in
+    # the tail (0.15, 0.1), one token not allowed
+    p = torch.tensor([[0.4, 0.2, 0.1, 0.05, 0.15, 0.1, 0.3]])
+    pitch = torch.tensor([True, True, True, True, False, False, False])
+    mask = torch.tensor([[True] * 6 + [False]])
+    out = probabilities(p.log(), mask, SamplingConfig(top_p=0.75), pitch)[0]
+    # the pitches' own distribution is 0.53, 0.27, 0.13, 0.07: its 0.75 nucleus keeps the first two
+    assert out[2] == 0 and out[3] == 0 and out[6] == 0
+    assert torch.allclose(out[:2], torch.tensor([0.5, 0.25]))  # 0.75 of the mass, as before the cut
+    assert torch.allclose(out[4:6], torch.tensor([0.15, 0.1]))  # the tail of other kinds stays
+    full = probabilities(p.log(), mask, SamplingConfig(top_p=1.0), pitch)[0]
+    assert torch.allclose(full[:6], p[0, :6] / 1.0) and full[6] == 0

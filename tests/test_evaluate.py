@@ -115,6 +115,7 @@ def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     rl = rep["realism"]
     assert rl["pieces"] == 4 and rl["floor_pieces"] == 4  # 8 generated, 4 test clips, 12 train clips
     assert len(rl["features"]) == 20 and rl["most_telling"][0] in rl["features"]
+    assert set(rl) >= {"accuracy", "real_against_real", "accuracy_without_grid_style", "mean_overlapping_area"}
     for name in ("piano_rolls", "latent", "control_confusion", "transform_confusion", "transform_lambda"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((out / "samples").glob("*.mid"))) == 8  # this run's pieces only
