@@ -442,3 +442,13 @@ def test_nucleus_cuts_only_the_pitch_tail_and_keeps_the_pitch_mass():
     assert torch.allclose(out[4:6], torch.tensor([0.15, 0.1]))  # the tail of other kinds stays
     full = probabilities(p.log(), mask, SamplingConfig(top_p=1.0), pitch)[0]
     assert torch.allclose(full[:6], p[0, :6] / 1.0) and full[6] == 0
+
+
+def test_generated_pieces_are_what_their_files_hold(tiny_model):
+    """What evaluate measures is what a user hears: a generated piece read back from its MIDI
+    file has exactly its notes (the decoder writes overlapping notes of one pitch; a file cannot)."""
+    c = Composer.load(tiny_model)
+    for r in c.generate("sad", bars=6, count=6, seed=3):
+        back = c.tok.grid(c.tok.load("x.mid", data=c.tok.to_midi(r.grid)))
+        for k in ("bar", "pos", "track", "pitch", "vel", "dur"):
+            assert np.array_equal(getattr(back, k), getattr(r.grid, k)), k
