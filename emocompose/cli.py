@@ -299,7 +299,8 @@ def train(
                                             "(0: off). Default: 6."),  # fmt: skip
     warmup: Optional[int] = typer.Option(None, help="Steps of learning-rate warm-up. Default: 200."),
     init: Optional[str] = typer.Option(None, help="Start from this model file's weights with a fresh optimizer "
-                                       "(e.g. checkpoints/default.safetensors)."),  # fmt: skip
+                                       "(e.g. checkpoints/default.safetensors); a --resume of a run that has "
+                                       "a training state continues that state instead."),  # fmt: skip
     device: str = typer.Option("auto", help="auto (the GPU when torch sees one), cpu or cuda."),
     threads: int = typer.Option(0, help="CPU threads (0: torch's default)."),
 ) -> None:
@@ -627,7 +628,8 @@ def evaluate(
     paper: bool = PAPER_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON on stdout."),
 ) -> None:
-    """Measure a model the paper's way: emotion control, transform, swap, disentanglement, latents, quality.
+    """Measure a model the paper's way (emotion control, transform, swap, disentanglement, latents) and
+    beyond it: realism (can a classifier tell its pieces from real test clips?) and quality.
 
     An emotion classifier that never sees the model (logistic regression on note features) is
     trained on the data's train split; its accuracy on the test split is the real-music ceiling

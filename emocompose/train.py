@@ -15,13 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from emocompose.dataset import Dataset
+from emocompose.dataset import Dataset, Windows
 from emocompose.errors import ModelError, OutputError, UsageError
-from emocompose.features import N_KEYS
-from emocompose.midi import DRUMS, TRACKS
-
 
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
@@ -62,143 +57,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: windows of T bars, collated into padded tensors
-
-
-class Windows:
-    """Training and validation windows of a dataset, and their collation into a batch."""
-
-    def __init__(self, ds: Dataset, cfg: TrainConfig):
-        self.ds, self.cfg = ds, cfg
-        self.L = ds.vocab.config.max_bar_tokens
-        split = ds.split_of()
-        n_bars = np.diff(ds.piece_bars)
-        labels = ds.labels.copy()
-        train = np.flatnonzero(split == "train")
-        if len(train) == 0:
-            raise UsageError(f"dataset {ds.path} has no pieces in the train split")
-        # supervision rate: drop labels of random labelled pieces until the share is <= rho
-        rng = np.random.default_rng(cfg.seed)
-        lab = train[labels[train, 0] >= 0]
-        total = n_bars[train].sum()
-        keep = lab[rng.permutation(len(lab))]
-        share = np.cumsum(n_bars[keep]) / max(total, 1)
-        keep = keep[share <= cfg.rho + 1e-9]
-        dropped = np.setdiff1d(lab, keep)
-        labels[dropped] = -1
-        self.labels = labels
-        self.labelled = keep
-        self.unlabelled = np.setdiff1d(train, keep)
-        self.val = np.flatnonzero(split == "val")
-        self.n_bars = n_bars
-        self.supervision = float(n_bars[keep].sum() / max(total, 1))
-        self.train_bars = int(total)
-        # how often the labelled training pieces of each valence class are in each key
-        self.key_share = np.zeros((2, N_KEYS), np.float32)
-        for p in keep:
-            self.key_share[labels[p, 1], ds.pieces[p]["key"]] += 1
-
-    def sample(self, step: int) -> list[tuple[int, int, int]]:
-        """The (piece, first bar, semitones) windows of one global batch, a function of (seed,
-        step) only."""
-        rng = np.random.default_rng([self.cfg.seed, step])
-        out = []
-        for _ in range(self.cfg.batch):
-            use_lab = len(self.labelled) and (not len(self.unlabelled) or rng.random() < self.cfg.labelled_share)
-            pool = self.labelled if use_lab else self.unlabelled
-            w = self.n_bars[pool].astype(np.float64)
-            piece = int(pool[rng.choice(len(pool), p=w / w.sum())])
-            start = int(rng.integers(0, max(self.n_bars[piece] - self.cfg.bars, 0) + 1))
-            shift = int(rng.integers(-self.cfg.transpose, self.cfg.transpose + 1)) if self.cfg.transpose else 0
-            out.append((piece, start, shift))
-        return out
-
-    def val_windows(self) -> list[tuple[int, int, int]]:
-        out = []
-        for p in self.val:
-            for s in range(0, max(int(self.n_bars[p]) - self.cfg.bars, 0) + 1, self.cfg.bars):
-                out.append((int(p), s, 0))
-        rng = np.random.default_rng(12345)
-        rng.shuffle(out)
-        return out[: self.cfg.val_windows]
-
-    def collate(self, windows: list[tuple[int, int, int]], torch_mod, labels: np.ndarray | None = None) -> dict:
-        """Padded tensors for a list of windows, each transposed by its semitones. Bars over L are
-        cut to L tokens (and counted in the dataset manifest). A bar's last target is the next
-        bar's Bar token, or EOS."""
-        torch = torch_mod
-        ds, T, L = self.ds, self.cfg.bars, self.L
-        labels = self.labels if labels is None else labels
-        b = len(windows)
-        spans = []
-        n = 8
-        for piece, start, shift in windows:
-            first, last = ds.piece_bars[piece], ds.piece_bars[piece + 1]
-            bars = list(range(first + start, min(first + start + T, last)))
-            spans.append((bars, last, self._feasible(bars, last, shift)))
-            for bi in bars:
-                n = max(n, min(int(ds.bar_offsets[bi + 1] - ds.bar_offsets[bi]), L))
-        n = min(-(-n // 8) * 8, L)  # pad to a multiple of 8, for tidy matmuls
-        tokens = np.zeros((b, T, n), np.int64)
-        targets = np.full((b, T, n), -100, np.int64)
-        lens = np.zeros((b, T), np.int64)
-        rhythm = np.zeros((b, T, 16), np.float32)
-        key = np.zeros((b, T), np.int64)
-        eos = ds.vocab.eos
-        for i, (bars, last, shift) in enumerate(spans):
-            for j, bi in enumerate(bars):
-                s, e = int(ds.bar_offsets[bi]), int(ds.bar_offsets[bi + 1])
-                ids = np.asarray(ds.tokens[s : min(e, s + n)], np.int64)
-                k = len(ids)
-                tokens[i, j, :k] = ids
-                targets[i, j, : k - 1] = ids[1:]
-                if e - s > k:
-                    targets[i, j, k - 1] = int(ds.tokens[s + k])
-                else:
-                    targets[i, j, k - 1] = int(ds.tokens[e]) if bi + 1 < last else eos
-                lens[i, j] = k
-                rhythm[i, j] = ds.rhythm[bi]
-                key[i, j] = ds.bar_key[bi]
-            if shift:
-                for a in (tokens[i], targets[i]):
-                    a[self._pitched(a)] += shift
-                key[i] = transpose_keys(key[i], shift)
-        lab = np.array([labels[p] for p, *_ in windows], np.int64).reshape(b, 2)
-        return {
-            "tokens": torch.from_numpy(tokens),
-            "targets": torch.from_numpy(targets),
-            "lens": torch.from_numpy(lens),
-            "rhythm": torch.from_numpy(rhythm),
-            "key": torch.from_numpy(key),
-            "labels": torch.from_numpy(lab),
-        }
-
-    def _pitched(self, ids: np.ndarray) -> np.ndarray:
-        """Where ids are pitches of a pitched track (drum "pitches" name instruments)."""
-        v = self.ds.vocab
-        rel = ids - v.pitch0
-        return (rel >= 0) & (rel < len(TRACKS) * 128) & (rel // 128 != DRUMS)
-
-    def _feasible(self, bars: list[int], last: int, shift: int) -> int:
-        """The shift moved toward 0 until every pitch of the window (and of the token after it,
-        a target) stays in 0..127."""
-        if not shift:
-            return 0
-        ds = self.ds
-        end = ds.bar_offsets[bars[-1] + 1] + (1 if bars[-1] + 1 < last else 0)
-        ids = np.asarray(ds.tokens[ds.bar_offsets[bars[0]] : end], np.int64)
-        pitch = (ids[self._pitched(ids)] - ds.vocab.pitch0) % 128
-        if not len(pitch):
-            return shift
-        return int(np.clip(shift, -int(pitch.min()), 127 - int(pitch.max())))
-
-
-def transpose_keys(key: np.ndarray, shift: int) -> np.ndarray:
-    """Key indices (0-11 major, 12-23 minor on their tonic) moved by `shift` semitones."""
-    return (key // 12) * 12 + (key % 12 + shift) % 12
 
 
 # ---------------------------------------------------------------------------------------------

@@ -140,7 +140,8 @@ def test_transposed_window_equals_the_transposed_piece(tmp_path):
     s semitones higher gives: pitched tokens and targets, bar keys; drums, rhythm and labels stay."""
     from conftest import scale
     from emocompose.dataset import Dataset
-    from emocompose.train import TrainConfig, Windows
+    from emocompose.dataset import Windows
+    from emocompose.train import TrainConfig
 
     notes = scale(60, minor=True, beats=0.5, bars=6) + [(48, 70, 4 * b, 4 * b + 3) for b in range(6)]
     drums = [(36, 90, b, b + 0.25) for b in range(24)]
@@ -160,7 +161,8 @@ def test_transposed_window_equals_the_transposed_piece(tmp_path):
 def test_transposition_stays_in_midi_range(tmp_path):
     from conftest import scale
     from emocompose.dataset import Dataset
-    from emocompose.train import TrainConfig, Windows
+    from emocompose.dataset import Windows
+    from emocompose.train import TrainConfig
 
     high = [(p + 60, v, a, b) for p, v, a, b in scale(55, bars=4)]  # up to MIDI 127
     win = Windows(Dataset(_one_piece_dataset(tmp_path, "high", high, [])), TrainConfig(bars=4))
