@@ -296,7 +296,7 @@ def train(
     precision: Optional[str] = typer.Option(None, help="auto (bf16 on a GPU, and where this CPU multiplies it natively, as "
                                              "timed at start; else fp32), bf16 or fp32. Default: auto."),
     transpose: Optional[int] = typer.Option(None, help="Move each window by up to this many semitones up or down "
-                                            "(0: off). Default: 6."),  # fmt: skip
+                                            "(0: off; 6 cost valence control where measured). Default: 0."),  # fmt: skip
     warmup: Optional[int] = typer.Option(None, help="Steps of learning-rate warm-up. Default: 200."),
     init: Optional[str] = typer.Option(None, help="Start from this model file's weights with a fresh optimizer "
                                        "(e.g. checkpoints/default.safetensors); a --resume of a run that has "
