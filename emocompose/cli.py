@@ -307,7 +307,7 @@ def train(
     """Train the CDGMVAE on a dataset; resumable, and data-parallel under torchrun.
 
     OUT gets train_state.safetensors (to resume), model.safetensors (the latest weights) and
-    best.safetensors (the weights at the best validation token loss: the one to use).
+    best.safetensors (the weights at the lowest validation token loss; check it with evaluate).
 
     Examples:
       emocompose train data/all --out runs/small

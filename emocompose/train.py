@@ -225,7 +225,8 @@ def save_run(run: Path, model, opt, vocab, loss_cfg, train_cfg, step: int, extra
 
 
 def save_best(run: Path, model, vocab, loss_cfg, train_cfg, step: int, extra: dict) -> None:
-    """The model at its best validation so far: the one to ship (a long run can overfit)."""
+    """The model at its lowest validation token loss so far (a long run can overfit). What to
+    ship is for `evaluate` to say: token loss alone once chose a model that generated worse."""
     from emocompose import checkpoint
 
     meta = model_meta(model, vocab, loss_cfg, train_cfg, step, extra)
