@@ -22,9 +22,9 @@ AFTER_BAR, AFTER_BAR_TEMPO, AFTER_POSITION, AFTER_MID_TEMPO, AFTER_PITCH, AFTER_
 @dataclass(frozen=True)
 class SamplingConfig:
     temperature: float = 1.0
-    # a nucleus over the pitches only (`probabilities`): one over every token also cut the tails
-    # of positions and durations, and pieces came out shorter-noted and more on the beat than real
-    # music; none at all let stray pitches widen the range (measured: README, "Sampling")
+    # a nucleus over the pitches only (`probabilities`): on the shipped model both realism and
+    # valence came out better than with one over every token, which also cuts the tails of rhythm
+    # and note length; none at all let stray pitches widen the range (README, "Latent operations")
     top_p: float = 0.95
     seed: int = 0
 
