@@ -34,16 +34,11 @@ def main() -> None:
                                                       "1.0/0.85/1.0/0.6", "1.0/1.0/1.0/0.85"])  # fmt: skip
     args = ap.parse_args()
 
-    from emocompose import realism
     from emocompose.compose import EMOTIONS, Composer
     from emocompose.evaluate import NAMES, EvalConfig, Evaluation, _describe, _quadrant, load_real
 
     c = Composer.load(args.model)
     real = load_real(args.data, c.tok, args.bars)
-
-    def clips(split: str):
-        idx = np.flatnonzero(real.splits == split)
-        return [real.grids[i] for i in idx], [real.sources[i] for i in idx]
 
     print(f"model {c.path} (step {c.meta.get('step')}), {args.pieces} pieces of {args.bars} bars per emotion")
     quadrant = _quadrant(real.labels)
@@ -53,12 +48,11 @@ def main() -> None:
         f"{n} {d['notes_per_beat']:.2f}/{d['mean_velocity']:.0f}/{d['pitch_range']:.0f}" for n, d in real_q.items()))
     print(f"{'T/top_p/latent T/coherence':>28} {'arousal':>8} {'valence':>8} {'realism':>8} {'floor':>6} "
           f"{'overlap':>8}  worst per-quadrant gap to real   telling features   seconds")  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # only the judge and the realism test are used: nothing is written
+        ev = Evaluation(c, real, Path(tmp), EvalConfig(pieces=args.pieces, bars=args.bars, seed=args.seed))
+        ev.fit_judge()
         for setting in args.settings:
             t, p, lt, coh = map(float, setting.split("/"))
-            cfg = EvalConfig(pieces=args.pieces, bars=args.bars, seed=args.seed, temperature=t, top_p=p)
-            ev = Evaluation(c, real, Path(tmp), cfg)
-            ev.fit_judge()
             grids, right = {}, []
             with Timer() as timer:
                 for i, name in enumerate(NAMES):
@@ -68,8 +62,7 @@ def main() -> None:
             for name in NAMES:
                 right.append(ev.judge.predict(ev.feats(grids[name])) == np.array(EMOTIONS[name]))
             acc = np.concatenate(right).mean(0)
-            rl = realism.compare([g for name in NAMES for g in grids[name]], *clips(args.against), *clips("train"),
-                                 c.tok.config, args.seed)  # fmt: skip
+            rl = ev.realism(grids, args.against)
             gaps = []
             for name in NAMES:
                 d = _describe(grids[name], c.tok.config)

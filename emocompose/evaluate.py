@@ -314,12 +314,13 @@ class Evaluation:
         self._latent_points = (np.array([m[0] for m in means]), np.array([m[1] for m in means]), r.labels[held])
         return dis, lat
 
-    def realism(self, generated: dict[str, list[Grid]]) -> dict:
-        """Generated pieces against the real test clips; train clips against them as the floor."""
+    def realism(self, generated: dict[str, list[Grid]], against: str = "test") -> dict:
+        """Generated pieces against the real clips of split `against` (test; val to choose between
+        models); train clips against the same clips as the floor."""
         r = self.real
-        test, train = np.flatnonzero(r.splits == "test"), np.flatnonzero(r.splits == "train")
+        real, train = np.flatnonzero(r.splits == against), np.flatnonzero(r.splits == "train")
         return realism.compare([g for name in NAMES for g in generated.get(name, [])],
-                               [r.grids[i] for i in test], [r.sources[i] for i in test],
+                               [r.grids[i] for i in real], [r.sources[i] for i in real],
                                [r.grids[i] for i in train], [r.sources[i] for i in train], self.conf, self.cfg.seed)  # fmt: skip
 
     def quality(self, generated: dict[str, list[Grid]]) -> dict:

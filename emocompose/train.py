@@ -330,8 +330,10 @@ def train(
     device = pick_device(device)
     precision = cfg.precision
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-        precision = cpu_precision() if device.type == "cpu" else precision
+        if device.type == "cpu":
+            precision = cpu_precision()
+        else:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         if ddp:  # every rank must take rank 0's choice: timings differ between processes
             flag = torch.tensor([precision == "bf16"], dtype=torch.int64, device=device)
             dist.broadcast(flag, 0)
