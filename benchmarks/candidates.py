@@ -10,8 +10,6 @@ The judge is fitted on the dataset's train split exactly as `emocompose evaluate
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -28,15 +26,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=100)
     args = ap.parse_args()
 
-    from emocompose.compose import EMOTIONS, Composer
-    from emocompose.evaluate import EvalConfig, Evaluation, load_real
+    from emocompose import judge
+    from emocompose.compose import Composer
+    from emocompose.emotions import EMOTIONS
+    from emocompose.evaluate import fit_judge, load_real
 
     c = Composer.load(args.model)
     real = load_real(args.data, c.tok, args.bars)
-    with tempfile.TemporaryDirectory() as tmp:  # only the judge is used: nothing is written there
-        ev = Evaluation(c, real, Path(tmp), EvalConfig(bars=args.bars))
-        ceiling = ev.fit_judge()["test"]
-    print(f"model {c.path} (step {c.meta.get('step')}); the judge on real test clips: arousal "
+    j, report = fit_judge(real, c.tok.config)
+    ceiling = report["test"]
+    print(f"model {c.trained.path} (step {c.trained.meta.get('step')}); the judge on real test clips: arousal "
           f"{ceiling['arousal']['accuracy']:.2f}, valence {ceiling['valence']['accuracy']:.2f}")  # fmt: skip
     rows = {}
     for n in (1, args.candidates):
@@ -45,7 +44,7 @@ def main() -> None:
             with Timer() as t:
                 res = c.generate(name, bars=args.bars, count=args.pieces, seed=args.seed + i, candidates=n)
             seconds += t.seconds
-            right.append(ev.judge.predict(ev.feats([r.grid for r in res])) == np.array(target))
+            right.append(j.predict(judge.features_of([r.grid for r in res], c.tok.config)) == np.array(target))
         right = np.concatenate(right)
         rows[n] = (right.mean(0), right.all(1).mean(), seconds)
         print(f"candidates {n}: arousal {rows[n][0][0]:.3f}  valence {rows[n][0][1]:.3f}  quadrant {rows[n][1]:.3f}  "

@@ -73,7 +73,7 @@ def one(mode: str, batch: int, args) -> dict:
     torch.manual_seed(0)
     if args.model:
         c = Composer.load(args.model)
-        model, vocab = c.model, c.tok.vocab
+        model, vocab = c.trained.model, c.tok.vocab
     else:
         vocab = Vocab()
         model = CDGMVAE(preset(args.preset, len(vocab))).eval().requires_grad_(False)

@@ -4,7 +4,7 @@ trained N steps each way; prints both loss curves, their largest gap, and the sp
     python benchmarks/precision_ab.py [--steps 30] [--preset small] [--dataset DIR]
 
 `emocompose train --precision auto` uses bf16 on CPUs that multiply it natively because of this
-comparison (same curve, faster); on CPUs that emulate bf16 it takes fp32 (see `train.cpu_precision`).
+comparison (same curve, faster); on CPUs that emulate bf16 it takes fp32 (see `hardware.cpu_precision`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from _common import DATA, dataset_or_preprocess
 
 
 def run(precision: str, args) -> tuple[list[float], float]:
-    from emocompose.model.gmvae import LossConfig
+    from emocompose.model.config import LossConfig
     from emocompose.train import TrainConfig, train
 
     losses: list[float] = []

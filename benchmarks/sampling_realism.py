@@ -34,15 +34,17 @@ def main() -> None:
                                                       "1.0/0.85/1.0/0.6", "1.0/1.0/1.0/0.85"])  # fmt: skip
     args = ap.parse_args()
 
-    from emocompose.compose import EMOTIONS, Composer
-    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, _describe, _quadrant, load_real
+    from emocompose.compose import Composer
+    from emocompose.emotions import EMOTIONS
+    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, describe_pieces, load_real
+    from emocompose.judge import quadrants
 
     c = Composer.load(args.model)
     real = load_real(args.data, c.tok, args.bars)
 
-    print(f"model {c.path} (step {c.meta.get('step')}), {args.pieces} pieces of {args.bars} bars per emotion")
-    quadrant = _quadrant(real.labels)
-    real_q = {name: _describe([g for g, q in zip(real.grids, quadrant) if q == k], c.tok.config)
+    print(f"model {c.trained.path} (step {c.trained.meta.get('step')}), {args.pieces} pieces of {args.bars} bars per emotion")
+    quadrant = quadrants(real.labels)
+    real_q = {name: describe_pieces([g for g, q in zip(real.grids, quadrant) if q == k], c.tok.config)
               for k, name in enumerate(NAMES)}  # fmt: skip
     print("real EMOPIA per quadrant (notes per beat / velocity / pitch range): " + ", ".join(
         f"{n} {d['notes_per_beat']:.2f}/{d['mean_velocity']:.0f}/{d['pitch_range']:.0f}" for n, d in real_q.items()))
@@ -50,7 +52,6 @@ def main() -> None:
           f"{'overlap':>8}  worst per-quadrant gap to real   telling features   seconds")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:  # only the judge and the realism test are used: nothing is written
         ev = Evaluation(c, real, Path(tmp), EvalConfig(pieces=args.pieces, bars=args.bars, seed=args.seed))
-        ev.fit_judge()
         for setting in args.settings:
             t, p, lt, coh = map(float, setting.split("/"))
             grids, right = {}, []
@@ -65,7 +66,7 @@ def main() -> None:
             rl = ev.realism(grids, args.against)
             gaps = []
             for name in NAMES:
-                d = _describe(grids[name], c.tok.config)
+                d = describe_pieces(grids[name], c.tok.config)
                 for k in ("notes_per_beat", "mean_velocity", "pitch_range"):
                     gaps.append((abs(d[k] / real_q[name][k] - 1), f"{name} {k} {d[k]:.1f} (real {real_q[name][k]:.1f})"))
             worst = max(gaps)

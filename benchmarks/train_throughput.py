@@ -30,9 +30,11 @@ def main() -> None:
 
     from emocompose.dataset import Dataset
     from emocompose.model.config import preset
-    from emocompose.model.gmvae import CDGMVAE, LossConfig
+    from emocompose.model.config import LossConfig
+    from emocompose.model.gmvae import CDGMVAE
     from emocompose.dataset import Windows
-    from emocompose.train import TrainConfig, keep_freed_memory, matmul_peak
+    from emocompose.hardware import keep_freed_memory, matmul_peak
+    from emocompose.train import TrainConfig
 
     keep_freed_memory()
     args.dataset, _tmp = dataset_or_preprocess(args.dataset, args.data)

@@ -32,6 +32,8 @@ def _explain(exc: OSError, target: Path) -> OutputError:
         why = "permission denied (read-only folder?)"
     elif exc.errno == errno.ENOENT:
         why = "folder does not exist"
+    elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        why = "a file stands where a folder is needed"
     else:
         why = exc.strerror or str(exc)
     return OutputError(f"cannot write: {why}", str(target))
@@ -48,6 +50,9 @@ def atomic_path(target: str | os.PathLike, *, exclusive: bool = False) -> Iterat
     tmp = _tmp_name(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)  # `-o new/song.mid` makes `new/`
+    except OSError as exc:
+        raise _explain(exc, target) from None
+    try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

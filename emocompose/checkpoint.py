@@ -1,4 +1,5 @@
-"""Checkpoints: one safetensors file, its configuration as JSON in the file's own metadata.
+"""Checkpoints: one safetensors file, its configuration as JSON in the file's own metadata; and
+the files of a training run (`save_run`, `save_best`, `resume_run`, `init_weights`).
 
 Only safetensors is ever loaded: no pickle, so no code from a file can run. A file is checked
 before use: that it is safetensors at all, that it was made with this vocabulary, and that every
@@ -8,6 +9,7 @@ tensor the model needs is there with the right shape.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -153,3 +155,100 @@ def check_state(path, expected: dict, got: dict) -> dict:
         if not got[k].dtype.is_floating_point and v.dtype.is_floating_point:
             raise ModelError(f"tensor {k} has dtype {got[k].dtype}, expected floating point", str(path))
     return got
+
+
+# ---------------------------------------------------------------------------------------------
+# Training runs: the state to resume (weights and optimizer, fp32), the model, the best model
+
+
+def _opt_tensors(model, opt) -> dict:
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if not st:
+                continue
+            n = names[id(p)]
+            out[f"opt.exp_avg.{n}"] = st["exp_avg"]
+            out[f"opt.exp_avg_sq.{n}"] = st["exp_avg_sq"]
+            out[f"opt.step.{n}"] = st["step"].reshape(1).float()
+    return out
+
+
+def _load_opt(model, opt, tensors: dict) -> None:
+    for n, p in model.named_parameters():
+        if f"opt.exp_avg.{n}" in tensors:
+            opt.state[p] = {
+                "step": tensors[f"opt.step.{n}"].reshape(()).clone(),
+                "exp_avg": tensors[f"opt.exp_avg.{n}"].clone(),
+                "exp_avg_sq": tensors[f"opt.exp_avg_sq.{n}"].clone(),
+            }
+
+
+def model_meta(model, vocab, loss_cfg, train_cfg, step: int, extra: dict | None = None) -> dict:
+    return {
+        "format": FORMAT,
+        "kind": KIND_MODEL,
+        "model": model.config.to_dict(),
+        "vocab": vocab.to_dict(),
+        "loss": loss_cfg.to_dict(),
+        "train": train_cfg.to_dict(),
+        "step": step,
+        **(extra or {}),
+    }
+
+
+def save_run(run: Path, model, opt, vocab, loss_cfg, train_cfg, step: int, extra: dict) -> None:
+    """The training state (weights + optimizer, fp32) and the model alone (`stored_weights`),
+    each written atomically."""
+    from emocompose.atomic import write_text
+
+    meta = model_meta(model, vocab, loss_cfg, train_cfg, step, extra)
+    weights = dict(model.state_dict())
+    save(run / "train_state.safetensors", {**weights, **_opt_tensors(model, opt)},
+                    {**meta, "kind": KIND_TRAIN})  # fmt: skip
+    save(run / "model.safetensors", stored_weights(weights), meta)
+    write_text(run / "config.json", json.dumps(meta, indent=1))
+
+
+def save_best(run: Path, model, vocab, loss_cfg, train_cfg, step: int, extra: dict) -> None:
+    """The model at its lowest validation token loss so far (a long run can overfit). What to
+    ship is for `evaluate` to say: token loss alone once chose a model that generated worse."""
+    meta = model_meta(model, vocab, loss_cfg, train_cfg, step, extra)
+    save(run / "best.safetensors", stored_weights(dict(model.state_dict())), meta)
+
+
+def best_so_far(run: Path) -> float:
+    """The validation token loss of the run's best model (infinite when it has none)."""
+    best = run / "best.safetensors"
+    return float(read_meta(best).get("val_rec", math.inf)) if best.exists() else math.inf
+
+
+def init_weights(model, path: str, vocab) -> None:
+    """Start from a model file's weights (`--init`): same vocabulary and model shape required."""
+    other, meta, other_vocab = load_model(path)
+    if other_vocab.fingerprint != vocab.fingerprint:
+        raise ModelError("the model was trained on another token vocabulary than this dataset's", path)
+    if other.config != model.config:
+        raise ModelError(f"the model is preset {meta.get('train', {}).get('preset')}, not this run's", path)
+    model.load_state_dict(other.state_dict())
+
+
+
+
+def resume_run(state_file: Path, model, opt, vocab, preset: str) -> int:
+    """Load a training state into `model` and `opt` (same vocabulary and preset required);
+    returns the step it was saved at."""
+    meta = read_meta(state_file)
+    if meta.get("kind") != KIND_TRAIN:
+        raise ModelError("not a training state (resume needs train_state.safetensors)", str(state_file))
+    if meta["vocab"]["fingerprint"] != vocab.fingerprint:
+        raise ModelError("the run was trained on another token vocabulary than this dataset's", str(state_file))
+    if meta["model"] != model.config.to_dict():
+        raise ModelError(f"the run is preset {meta['train'].get('preset')}, not {preset}", str(state_file))
+    tensors = load_tensors(state_file)
+    weights = check_state(state_file, model.state_dict(), {k: v for k, v in tensors.items() if not k.startswith("opt.")})
+    model.load_state_dict(weights)
+    _load_opt(model, opt, tensors)
+    return int(meta["step"])

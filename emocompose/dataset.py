@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
+from emocompose.emotions import from_quadrant
 from emocompose.errors import EmocomposeError, InputError, ModelError, UsageError
 from emocompose.features import N_KEYS
 from emocompose.midi import DRUMS, MIDI_SUFFIXES, SCORE_SUFFIXES, TRACKS
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 DATASET_FORMAT = 1
 SPLITS = ("train", "val", "test", "none")
 EMOPIA_PREFIX = re.compile(r"^Q([1-4])_")
-# quadrant -> (arousal, valence), 1 = high (model.md section 1)
-QUADRANTS = {1: (1, 1), 2: (1, 0), 3: (0, 0), 4: (0, 1)}
 
 
 def find_inputs(paths: Iterable[str]) -> list[str]:
@@ -82,7 +81,7 @@ def read_labels(csv_path: str | None) -> dict[str, Label]:
             if row.get("arousal") not in (None, "") and row.get("valence") not in (None, ""):
                 a, v = int(row["arousal"]), int(row["valence"])
             elif row.get("quadrant"):
-                a, v = QUADRANTS[int(row["quadrant"].strip().lstrip("Qq"))]
+                a, v = from_quadrant(int(row["quadrant"].strip().lstrip("Qq")))
             else:
                 a, v = -1, -1
         except (ValueError, KeyError):
@@ -100,7 +99,7 @@ def label_for(path: str, labels: dict[str, Label]) -> Label:
         return labels[stem]
     m = EMOPIA_PREFIX.match(stem)
     if m:
-        a, v = QUADRANTS[int(m.group(1))]
+        a, v = from_quadrant(int(m.group(1)))
         return Label(a, v, "train")
     return Label()
 

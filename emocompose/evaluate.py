@@ -26,25 +26,32 @@ from typing import Callable
 import numpy as np
 
 from emocompose import features, judge, quality, realism
-from emocompose.compose import EMOTIONS, Composer, emotion_of
+from emocompose.compose import Composer, check_candidates
+from emocompose.emotions import EMOTIONS, NAMES, opposite
 from emocompose.errors import ModelError, UsageError
-from emocompose.tokenizer import Grid, Tokenizer
-
-NAMES = list(EMOTIONS)  # happy, tense, sad, calm = Q1..Q4
+from emocompose.presets import BARS, GENERATE, REWRITE
+from emocompose.grid import Grid
+from emocompose.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     pieces: int = 25  # generated pieces per emotion (at 10, two seed sets of one model read valence 0.60 and 0.75)
-    bars: int = 20  # length of generated pieces; real clips are cut to it
+    bars: int = BARS  # length of generated pieces; real clips are cut to it
     clips: int = 8  # test clips per quadrant for transform and swap: 96 transforms (48 at 4 were noisy)
     lambdas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     probe_pieces: int = 200  # real pieces whose bars the disentanglement probes read
     seed: int = 0
-    temperature: float = 1.0
-    top_p: float = 0.95
+    temperature: float = GENERATE.temperature
+    top_p: float = GENERATE.top_p
     paper: bool = False  # the paper's latent operations exactly (no coherence, no key table)
     candidates: int | None = None  # decodings per output (None: generate's default, 1 with paper)
+
+    def __post_init__(self):
+        if self.pieces < 1 or self.clips < 0:
+            raise UsageError("pieces must be at least 1 and clips at least 0")
+        # resolved here, so the report says how many
+        object.__setattr__(self, "candidates", check_candidates(self.candidates, self.paper))
 
 
 @dataclass
@@ -89,16 +96,6 @@ def load_real(data: str, tok: Tokenizer, bars: int, labels_csv: str | None = Non
     return Real(grids, labels, splits, [p["source"] for p in pieces], note)
 
 
-def _quadrant(levels: np.ndarray) -> np.ndarray:
-    return np.array([NAMES.index(emotion_of(int(a), int(v))) for a, v in np.atleast_2d(levels)], np.int64)
-
-
-def _axis_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
-    out = {axis: judge.binary_scores(truth[:, i], pred[:, i]) for i, axis in enumerate(judge.AXES)}
-    out["quadrant_accuracy"] = round(float((_quadrant(truth) == _quadrant(pred)).mean()), 4) if len(truth) else 0.0
-    return out
-
-
 def _shares(rows: np.ndarray, cols: np.ndarray, n: int = 4) -> np.ndarray:
     """(n, n) matrix: share of each row class judged as each column class (NaN for empty rows)."""
     m = np.zeros((n, n))
@@ -141,6 +138,18 @@ def _probe(x: np.ndarray, y: np.ndarray, fit: np.ndarray, n_classes: int, l2: fl
     return round(float((pred == yt[~f]).float().mean()), 4)
 
 
+def fit_judge(real: Real, config) -> tuple[judge.Judge, dict]:
+    """The judge trained on the real train clips, and its scores on the test (and val) clips:
+    the real-music ceiling of every emotion figure."""
+    tr, te, va = (real.splits == s for s in ("train", "test", "val"))
+    f = judge.features_of(real.grids, config)
+    j = judge.Judge.fit(f[tr], real.labels[tr])
+    return j, {"trained_on": int(tr.sum()), "tested_on": int(te.sum()), "split": real.split_note,
+               "test": judge.scores(real.labels[te], j.predict(f[te])),
+               "val": judge.scores(real.labels[va], j.predict(f[va])) if va.any() else None,
+               "model": j.to_dict()}  # fmt: skip
+
+
 class Evaluation:
     """One evaluation run; `run()` returns the report and writes it with its figures to `out`."""
 
@@ -150,8 +159,9 @@ class Evaluation:
         self.conf = composer.tok.config
         self.progress = progress or (lambda stage, done, total: None)
         self.done = 0
+        self.judge, self.judge_report = fit_judge(real, self.conf)
         test = np.flatnonzero(real.splits == "test")
-        by_q = _quadrant(real.labels[test])
+        by_q = judge.quadrants(real.labels[test])
         self.clips = [[int(i) for i in test[by_q == q][: cfg.clips]] for q in range(4)]
         n_clips = sum(len(c) for c in self.clips)
         self.jobs_per_clip = 3 + sum(lam != 1.0 for lam in cfg.lambdas)
@@ -162,20 +172,9 @@ class Evaluation:
         self.progress(stage, self.done, self.total)
 
     def feats(self, grids: list[Grid]) -> np.ndarray:
-        return np.stack([judge.note_features(g, self.conf) for g in grids]) if grids else np.zeros((0, len(judge.FEATURES)))
+        return judge.features_of(grids, self.conf)
 
     # -- sections ------------------------------------------------------------------------------
-
-    def fit_judge(self) -> dict:
-        r = self.real
-        tr, te = r.splits == "train", r.splits == "test"
-        f = self.feats(r.grids)
-        self.judge = judge.Judge.fit(f[tr], r.labels[tr])
-        va = r.splits == "val"
-        return {"trained_on": int(tr.sum()), "tested_on": int(te.sum()), "split": r.split_note,
-                "test": _axis_scores(r.labels[te], self.judge.predict(f[te])),
-                "val": _axis_scores(r.labels[va], self.judge.predict(f[va])) if va.any() else None,
-                "model": self.judge.to_dict()}  # fmt: skip
 
     def control(self) -> tuple[dict, dict[str, list[Grid]]]:
         cfg, grids, truth = self.cfg, {}, []
@@ -189,8 +188,8 @@ class Evaluation:
         prob = self.judge.prob_high(self.feats([g for name in NAMES for g in grids[name]]))
         pred = (prob >= 0.5).astype(np.int64)
         truth = np.array(truth)
-        report = _axis_scores(truth, pred)
-        report["confusion"] = _shares(_quadrant(truth), _quadrant(pred)).round(4).tolist()
+        report = judge.scores(truth, pred)
+        report["confusion"] = _shares(judge.quadrants(truth), judge.quadrants(pred)).round(4).tolist()
         report["prob_high"] = {name: prob[k * cfg.pieces : (k + 1) * cfg.pieces].mean(0).round(4).tolist()
                                for k, name in enumerate(NAMES)}  # fmt: skip
         return report, grids
@@ -205,21 +204,20 @@ class Evaluation:
             for i in idx:
                 src = NAMES[q]
                 others = [t for t in NAMES if t != src]
-                a, v = EMOTIONS[src]
-                opposite = emotion_of(1 - a, 1 - v)
-                jobs = [(t, 1.0) for t in others] + [(opposite, lam) for lam in cfg.lambdas if lam != 1.0]
-                out = self.c.transform_many(r.grids[i], jobs, source=src, seed=cfg.seed + i, temperature=0.8, top_p=0.9,
+                opp = opposite(src)
+                jobs = [(t, 1.0) for t in others] + [(opp, lam) for lam in cfg.lambdas if lam != 1.0]
+                out = self.c.transform_many(r.grids[i], jobs, source=src, seed=cfg.seed + i, temperature=REWRITE.temperature, top_p=REWRITE.top_p,
                                             paper=cfg.paper, candidates=cfg.candidates)  # fmt: skip
                 p_high = self.judge.prob_high(self.feats([o.grid for o in out]))
-                judged = _quadrant((p_high >= 0.5).astype(int))
+                judged = judge.quadrants((p_high >= 0.5).astype(int))
                 targets_all += [NAMES.index(t) for t in others]
                 judged_all += judged[:3].tolist()
                 sources_all += [q] * 3
                 at = {lam: k for k, (_, lam) in enumerate(jobs[3:], start=3)}
-                at[1.0] = others.index(opposite)
+                at[1.0] = others.index(opp)
                 order = [at[lam] for lam in cfg.lambdas]
                 sweep.append(p_high[order])
-                reached.append(judged[order] == NAMES.index(opposite))
+                reached.append(judged[order] == NAMES.index(opp))
                 source_rhythm = features.rhythm(r.grids[i])
                 kept.append([_cosine(features.rhythm(out[k].grid), source_rhythm) for k in order])
                 self._tick("transform", len(jobs))
@@ -270,8 +268,9 @@ class Evaluation:
                             "key_to_a": round(float(m[2]), 4), "key_to_b": round(float(m[3]), 4)}  # fmt: skip
         return out
 
-    def latents(self) -> tuple[dict, dict]:
-        """Disentanglement probes, the model's own q(y|x) on held-out pieces, and the latent map."""
+    def latents(self) -> tuple[dict, dict, tuple]:
+        """Disentanglement probes, the model's own q(y|x) on held-out pieces, and the points of
+        the latent map (per-piece mean z_r and z_k, and the pieces' labels)."""
         import torch
 
         r, cfg = self.real, self.cfg
@@ -280,8 +279,8 @@ class Evaluation:
         zr, zk, keys, onsets, piece, means, q_ok = [], [], [], [], [], [], []
         for n, i in enumerate(held):
             g = r.grids[i]
-            mu_r, mu_k = self.c.encode(g)
-            q = self.c.classify(mu_r, mu_k)
+            mu_r, mu_k = self.c.trained.encode(g)
+            q = self.c.trained.classify(mu_r, mu_k)
             q_ok.append([int(q["arousal"][1] >= 0.5) == r.labels[i, 0], int(q["valence"][1] >= 0.5) == r.labels[i, 1]])
             zr.append(mu_r.cpu().numpy())
             zk.append(mu_k.cpu().numpy())
@@ -304,15 +303,15 @@ class Evaluation:
         }  # fmt: skip
         dists = {}
         for axis, name in enumerate(("z_r", "z_k")):
-            prior = self.c.model.priors()[axis]
-            lo, hi = (m.detach().cpu() for m in self.c.component_means(axis))
+            prior = self.c.trained.model.priors()[axis]
+            lo, hi = (m.detach().cpu() for m in self.c.trained.component_means(axis))
             spread = float(torch.exp(prior.log_std.detach().cpu()).mean())
             dists[name] = {"distance": round(float((hi - lo).norm()), 4), "in_stds": round(float((hi - lo).norm()) / spread, 4)}
         qa = np.array(q_ok).mean(0) if q_ok else np.zeros(2)
         lat = {"component_means": dists, "model_q_accuracy": {"arousal": round(float(qa[0]), 4),
                "valence": round(float(qa[1]), 4), "pieces": int(len(held))}}  # fmt: skip
-        self._latent_points = (np.array([m[0] for m in means]), np.array([m[1] for m in means]), r.labels[held])
-        return dis, lat
+        points = (np.array([m[0] for m in means]), np.array([m[1] for m in means]), r.labels[held])
+        return dis, lat, points
 
     def realism(self, generated: dict[str, list[Grid]], against: str = "test") -> dict:
         """Generated pieces against the real clips of split `against` (test; val to choose between
@@ -328,8 +327,8 @@ class Evaluation:
         real_rows = [quality.measure(g, self.conf) for g in r.grids]
         per = {}
         for q, name in enumerate(NAMES):
-            real_q = [g for g, lab in zip(r.grids, _quadrant(r.labels)) if lab == q]
-            per[name] = {"generated": _describe(generated.get(name, []), self.conf), "real": _describe(real_q, self.conf)}
+            real_q = [g for g, lab in zip(r.grids, judge.quadrants(r.labels)) if lab == q]
+            per[name] = {"generated": describe_pieces(generated.get(name, []), self.conf), "real": describe_pieces(real_q, self.conf)}
         gen_rows = [quality.measure(g, self.conf) for name in NAMES for g in generated.get(name, [])]
         return {"generated": quality.summarise(gen_rows), "real": quality.summarise(real_rows), "per_emotion": per}
 
@@ -341,7 +340,8 @@ class Evaluation:
 
         t0 = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
-        report = {"model": str(self.c.path), "model_step": self.c.meta.get("step"), "settings": asdict(self.cfg)}
+        report = {"model": str(self.c.trained.path), "model_step": self.c.trained.meta.get("step"),
+                  "settings": asdict(self.cfg)}  # fmt: skip
         stages = {}
 
         def timed(name, fn, *args):
@@ -350,11 +350,11 @@ class Evaluation:
             stages[name] = round(time.time() - t, 1)
             return value
 
-        report["judge"] = timed("judge", self.fit_judge)
+        report["judge"] = self.judge_report
         report["control"], generated = timed("control", self.control)
         report["transform"] = timed("transform", self.transform)
         report["swap"] = timed("swap", self.swap)
-        report["disentanglement"], report["latent"] = timed("latents", self.latents)
+        report["disentanglement"], report["latent"], points = timed("latents", self.latents)
         report["realism"] = timed("realism", self.realism, generated)
         report["quality"] = timed("quality", self.quality, generated)
         report["seconds"] = stages | {"total": round(time.time() - t0, 1)}
@@ -364,7 +364,7 @@ class Evaluation:
                 for k, g in enumerate(generated[name]):
                     (samples / f"{name}-{k + 1:02d}.mid").write_bytes(self.c.tok.to_midi(g))
         figures.piano_roll({n: generated[n][0] for n in NAMES if generated[n]}, self.conf, self.out / "piano_rolls.png")
-        zr, zk, lab = self._latent_points
+        zr, zk, lab = points
         figures.latent_scatter([
             ("z_r (rhythm) by arousal", _pca2(zr), lab[:, 0], ("low arousal", "high arousal")),
             ("z_k (key) by valence", _pca2(zk), lab[:, 1], ("low valence", "high valence")),
@@ -394,7 +394,7 @@ def _moved(sweep: np.ndarray, clips: list[list[int]], axis: int) -> list[float]:
     return (judged != src[:, None]).mean(0).round(4).tolist()
 
 
-def _describe(grids: list[Grid], config) -> dict:
+def describe_pieces(grids: list[Grid], config) -> dict:
     """The README's per-quadrant figures (notes per beat, velocity, major share, pitch range)."""
     if not grids:
         return {}

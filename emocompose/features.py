@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from emocompose.midi import DRUMS, Piece
-from emocompose.tokenizer import Grid, TokenizerConfig
+from emocompose.grid import Grid
+from emocompose.tokenizer import TokenizerConfig
 
 RHYTHM_BINS = 16
 N_KEYS = 24

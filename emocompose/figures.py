@@ -10,7 +10,8 @@ import numpy as np
 
 from emocompose.atomic import write_bytes
 from emocompose.midi import TRACKS
-from emocompose.tokenizer import Grid, TokenizerConfig
+from emocompose.grid import Grid
+from emocompose.tokenizer import TokenizerConfig
 
 COLOURS = {"happy": "#e69f00", "tense": "#d55e00", "sad": "#0072b2", "calm": "#009e73"}
 

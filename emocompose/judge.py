@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emocompose.emotions import AXES, index_of
 from emocompose.features import PROFILES, bar_keys, is_major, pitch_class_histogram, pitched_notes
-from emocompose.tokenizer import Grid, TokenizerConfig
+from emocompose.grid import Grid
+from emocompose.tokenizer import TokenizerConfig
 
 FEATURES = (
     "notes_per_beat", "mean_velocity", "velocity_spread", "mean_pitch", "pitch_spread", "pitch_range",
     "mode", "major_bars", "log_duration", "notes_per_onset", "offbeat_share",
 )  # fmt: skip
-AXES = ("arousal", "valence")
 
 
 def note_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
@@ -108,3 +109,20 @@ def binary_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
     return {"accuracy": round(float((truth == pred).mean()) if len(truth) else 0.0, 4),
             "precision": round(float(np.mean(p)), 4), "recall": round(float(np.mean(r)), 4),
             "f1": round(float(np.mean(f)), 4), "n": int(len(truth))}  # fmt: skip
+
+
+def features_of(grids: list[Grid], config: TokenizerConfig) -> np.ndarray:
+    """(n, len(FEATURES)): `note_features` of each piece."""
+    return np.stack([note_features(g, config) for g in grids]) if grids else np.zeros((0, len(FEATURES)))
+
+
+def quadrants(levels: np.ndarray) -> np.ndarray:
+    """The quadrant index (0..3, emotions.NAMES order) of each row of (arousal, valence) levels."""
+    return np.array([index_of(int(a), int(v)) for a, v in np.atleast_2d(levels)], np.int64)
+
+
+def scores(truth: np.ndarray, pred: np.ndarray) -> dict:
+    """`binary_scores` per axis of (n, 2) levels, and the share with both axes right."""
+    out = {axis: binary_scores(truth[:, i], pred[:, i]) for i, axis in enumerate(AXES)}
+    out["quadrant_accuracy"] = round(float((quadrants(truth) == quadrants(pred)).mean()), 4) if len(truth) else 0.0
+    return out

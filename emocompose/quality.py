@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from emocompose.midi import DRUMS
-from emocompose.tokenizer import Grid, TokenizerConfig
+from emocompose.grid import Grid
+from emocompose.tokenizer import TokenizerConfig
 
 MEASURES = ("pitch_class_entropy", "scale_consistency", "groove_consistency", "polyphony", "notes_per_beat")
 _MAJOR_SCALE = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], bool)

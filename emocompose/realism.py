@@ -24,7 +24,8 @@ import numpy as np
 from emocompose.features import pitched_notes
 from emocompose.judge import fit_logistic
 from emocompose.quality import pitch_class_entropy, sounding
-from emocompose.tokenizer import Grid, TokenizerConfig
+from emocompose.grid import Grid
+from emocompose.tokenizer import TokenizerConfig
 
 FEATURES = (
     "notes_per_beat", "mean_velocity", "velocity_spread", "mean_pitch", "pitch_spread", "pitch_range",

@@ -13,20 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from emocompose.presets import SamplingConfig
 from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, TEMPO, VELOCITY, Vocab
 
 # grammar states: what the last token was
 AFTER_BAR, AFTER_BAR_TEMPO, AFTER_POSITION, AFTER_MID_TEMPO, AFTER_PITCH, AFTER_VELOCITY, AFTER_DURATION = range(7)
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    temperature: float = 1.0
-    # a nucleus over the pitches only (`probabilities`): on the shipped model both realism and
-    # valence came out better than with one over every token, which also cuts the tails of rhythm
-    # and note length; none at all let stray pitches widen the range (README, "Latent operations")
-    top_p: float = 0.95
-    seed: int = 0
 
 
 @dataclass

@@ -6,7 +6,8 @@ T one of the five LPD-5 track classes, notes at one position sorted by track the
 Every bar repeats its tempo so that a bar can be decoded (and generated) without its history.
 A piece ends with EOS; PAD fills batches.
 
-The path is:  Piece --quantize--> Grid --grid_to_ids--> ids --ids_to_grid--> Grid --grid_to_score--> MIDI.
+The path is:  Piece --quantize--> Grid --grid_to_ids--> ids --ids_to_grid--> Grid --grid_to_score--> MIDI
+(`grid_to_score` lives with the Grid, in `grid`).
 The Grid (notes on the token grid) is also what `features` reads, so features and tokens
 always agree on where a note is.
 """
@@ -15,19 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from functools import cached_property
 
 import numpy as np
 
 from emocompose.errors import ModelError
-from emocompose.midi import DRUMS, TRACKS, Piece
+from emocompose.grid import Grid, cumsum0, grid_to_score
+from emocompose.midi import TRACKS, Piece
 
 VOCAB_VERSION = 1
-OUTPUT_TPQ = 480  # ticks per quarter of written MIDI: divisible by 3 and 4
 # choice: 32 duration bins in grid steps: every step to a whole note, then coarser to 4 bars
 DEFAULT_DURATIONS = tuple(range(1, 17)) + tuple(range(18, 33, 2)) + tuple(range(36, 65, 4))
-DEFAULT_PROGRAMS = {DRUMS: 0, 1: 0, 2: 25, 3: 33, 4: 48}  # piano, steel guitar, finger bass, strings
 
 # token kinds
 PAD_KIND, EOS_KIND, BAR, POSITION, TEMPO, PITCH, VELOCITY, DURATION = range(8)
@@ -172,76 +172,6 @@ class Vocab:
         return self.bar0 + positions - 1
 
 
-@dataclass
-class Grid:
-    """Notes on the token grid, bar by bar (all numpy; notes sorted by bar, position, track, pitch)."""
-
-    bar_positions: np.ndarray  # grid steps per bar
-    bar_tempo: np.ndarray  # tempo bin at each bar start
-    bar: np.ndarray  # per note
-    pos: np.ndarray
-    track: np.ndarray
-    pitch: np.ndarray
-    vel: np.ndarray  # velocity bin
-    dur: np.ndarray  # duration bin
-    tempo_bar: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # mid-bar tempo changes
-    tempo_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    tempo_bin: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    programs: dict = field(default_factory=dict)
-
-    @property
-    def n_bars(self) -> int:
-        return len(self.bar_positions)
-
-    @property
-    def n_notes(self) -> int:
-        return len(self.pitch)
-
-    @property
-    def bar_starts(self) -> np.ndarray:
-        """The grid step at which each bar starts, and the piece's end (n_bars + 1 entries)."""
-        return _cumsum0(self.bar_positions)
-
-    @property
-    def onsets(self) -> np.ndarray:
-        """Each note's start in grid steps from the piece's start."""
-        return self.bar_starts[self.bar] + self.pos
-
-    def playable(self, config: "TokenizerConfig") -> "Grid":
-        """The notes as a MIDI file holds them, so that what is measured is what is written and
-        heard: none sounds past the last bar line, a pitch struck again on its track ends the note
-        still sounding there (as a key struck again does), and a second note of one pitch on one
-        track at one onset is dropped. A decoder can write all three; a MIDI file cannot keep them
-        (a reader pairs the note-offs with other note-ons)."""
-        bins = config.duration_array
-        on = self.onsets
-        order = np.lexsort((on, self.pitch, self.track))  # by track, pitch, then time (stable)
-
-        def runs(o):  # where o[i + 1] is the same track and pitch as o[i]
-            return (self.track[o][1:] == self.track[o][:-1]) & (self.pitch[o][1:] == self.pitch[o][:-1])
-
-        keep = np.ones(len(on), bool)
-        keep[order[1:][runs(order) & (on[order][1:] == on[order][:-1])]] = False
-        order = order[keep[order]]
-        same = runs(order)
-        nxt = np.full(len(on), int(self.bar_positions.sum()))
-        nxt[order[:-1][same]] = on[order[1:][same]]
-        fit = np.maximum(np.searchsorted(bins, nxt - on, side="right") - 1, 0)
-        g = replace(self, dur=np.minimum(self.dur, fit))
-        return g if keep.all() else replace(g, bar=g.bar[keep], pos=g.pos[keep], track=g.track[keep],
-                                            pitch=g.pitch[keep], vel=g.vel[keep], dur=g.dur[keep])  # fmt: skip
-
-    def bar_slice(self, start: int, stop: int) -> "Grid":
-        """Bars start..stop-1 as a Grid of their own (bar numbers start again at 0)."""
-        n = (self.bar >= start) & (self.bar < stop)
-        t = (self.tempo_bar >= start) & (self.tempo_bar < stop)
-        return Grid(
-            self.bar_positions[start:stop], self.bar_tempo[start:stop], self.bar[n] - start, self.pos[n],
-            self.track[n], self.pitch[n], self.vel[n], self.dur[n], self.tempo_bar[t] - start,
-            self.tempo_pos[t], self.tempo_bin[t], dict(self.programs),
-        )  # fmt: skip
-
-
 # ---------------------------------------------------------------------------------------------
 # Piece -> Grid (numpy throughout; the helpers avoid np.r_ and np.clip, whose per-call overhead
 # was a third of the tokenizer's time on a typical file)
@@ -255,13 +185,6 @@ def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     out = np.empty(len(sorted_keys), bool)
     out[:1] = True
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=out[1:])
-    return out
-
-
-def _cumsum0(x: np.ndarray) -> np.ndarray:
-    """Cumulative sum with a leading 0 (n + 1 values)."""
-    out = np.zeros(len(x) + 1, np.int64)
-    np.cumsum(x, out=out[1:])
     return out
 
 
@@ -290,12 +213,12 @@ def quantize(piece: Piece, config: TokenizerConfig) -> Grid:
         pos = np.where(nxt, 0, np.where(over, P[b] - 1, pos))
     dur = config.duration_bin(piece.duration / step)
     vel = config.velocity_bin(piece.velocity)
-    # de-duplicate (bar, pos, track, pitch), keeping the loudest: one composite sort key
-    cell = ((b * 64 + pos) * 8 + piece.track) * 128 + piece.pitch
+    at = (b * P[0] if uniform else cumsum0(P)[b]) + pos  # grid steps from the start
+    # de-duplicate (step, track, pitch), keeping the loudest: one composite sort key
+    cell = (at * 8 + piece.track) * 128 + piece.pitch
     order = np.argsort(cell * 128 + (127 - vel), kind="stable")
     o = order[_run_starts(cell[order])]
-    b, pos, track, pitch, vel = b[o], pos[o], piece.track[o], piece.pitch[o], vel[o]
-    at = (b * P[0] if uniform else _cumsum0(P)[b]) + pos  # grid steps from the start
+    b, pos, track, pitch, vel, at = b[o], pos[o], piece.track[o], piece.pitch[o], vel[o], at[o]
     dur = _fit_durations(config, at, track, pitch, dur[o])
 
     if piece.bar_bpm is not None:
@@ -342,7 +265,7 @@ def _mid_bar_tempos(piece: Piece, config: TokenizerConfig, bar_tempo: np.ndarray
     b, p, tb = b[on_grid], p[on_grid], config.tempo_bin(bpm[on_grid])
     if not len(b):
         return _EMPTY, _EMPTY, _EMPTY
-    key = b * 64 + p
+    key = cumsum0(P)[b] + p  # grid steps from the start
     last = np.append(key[1:] != key[:-1], True)
     b, p, tb = b[last], p[last], tb[last]
     before = np.where(np.append(True, b[1:] != b[:-1]), bar_tempo[b], np.append(-1, tb[:-1]))
@@ -362,29 +285,30 @@ def grid_to_ids(grid: Grid, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """
     c = vocab.config
     nb, n = grid.n_bars, grid.n_notes
-    note_key = grid.bar * 64 + grid.pos  # notes are sorted by bar, step, track, pitch
+    note_key = grid.onsets  # notes are sorted by bar, step, track, pitch
     runs = _run_starts(note_key)  # a note that opens a grid step
     bars_before = 2 * np.arange(nb)
     notes_before = np.searchsorted(grid.bar, np.arange(nb))  # notes in earlier bars
     if not len(grid.tempo_bar):
         # the usual case, no tempo change inside a bar: a note's index is 2 per bar up to its
         # own, 1 per grid step up to its own (its Position), 3 per earlier note
-        steps_upto = _cumsum0(runs)
+        steps_upto = cumsum0(runs)
         note_off = 2 * (grid.bar + 1) + steps_upto[1:] + 3 * np.arange(n)
         pos_off, step_pos = note_off[runs] - 1, grid.pos[runs]
         bar_off = bars_before + steps_upto[notes_before] + 3 * notes_before
         out = np.empty(2 * nb + int(steps_upto[-1]) + 3 * n, np.int64)
     else:
-        tempo_key = grid.tempo_bar * 64 + grid.tempo_pos
+        starts = grid.bar_starts
+        tempo_key = starts[grid.tempo_bar] + grid.tempo_pos
         steps = np.concatenate((note_key[runs], tempo_key))
         steps.sort(kind="stable")  # two sorted runs: a merge
         steps = steps[_run_starts(steps)]
         first_note = np.searchsorted(note_key, steps)  # each step's first note
         n_notes = np.searchsorted(note_key, steps, side="right") - first_note
         has_tempo = tempo_key[np.minimum(np.searchsorted(tempo_key, steps), len(tempo_key) - 1)] == steps
-        before = _cumsum0(1 + has_tempo + 3 * n_notes)  # tokens of all steps before each step
-        step_bar = steps // 64
-        pos_off, step_pos = 2 * (step_bar + 1) + before[:-1], steps % 64
+        before = cumsum0(1 + has_tempo + 3 * n_notes)  # tokens of all steps before each step
+        step_bar = np.searchsorted(starts, steps, side="right") - 1
+        pos_off, step_pos = 2 * (step_bar + 1) + before[:-1], steps - starts[step_bar]
         bar_off = bars_before + before[np.searchsorted(step_bar, np.arange(nb))]
         out = np.empty(2 * nb + int(before[-1]), np.int64)
         k = np.searchsorted(steps, note_key)  # each note's step
@@ -452,60 +376,6 @@ def ids_to_grid(ids: np.ndarray, vocab: Vocab) -> Grid:
     tp = np.asarray(tempos, np.int64).reshape(-1, 3)
     return Grid(np.asarray(bar_positions, np.int64), np.asarray(bar_tempo, np.int64),
                 n[:, 0], n[:, 1], n[:, 2], n[:, 3], n[:, 4], n[:, 5], tp[:, 0], tp[:, 1], tp[:, 2])  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# Grid -> MIDI
-
-
-def _meter(positions: int, per_quarter: int) -> tuple[int, int]:
-    sixteenths = positions * 4 // per_quarter if (positions * 4) % per_quarter == 0 else positions
-    if sixteenths % 4 == 0:
-        return sixteenths // 4, 4
-    if sixteenths % 2 == 0:
-        return sixteenths // 2, 8
-    return sixteenths, 16
-
-
-def grid_to_score(grid: Grid, config: TokenizerConfig):
-    """A symusic Score at OUTPUT_TPQ ticks per quarter, one track per track class used."""
-    from symusic import Note, Score, Tempo, TextMeta, TimeSignature, Track
-
-    step = OUTPUT_TPQ // config.positions_per_quarter
-    starts = _cumsum0(grid.bar_positions * step)
-    score = Score(OUTPUT_TPQ)
-    prev_meter, prev_tempo = None, None
-    tempo_values = config.tempo_values
-    mid = {}
-    for b, p, tb in zip(grid.tempo_bar.tolist(), grid.tempo_pos.tolist(), grid.tempo_bin.tolist()):
-        mid.setdefault(b, []).append((p, tb))
-    for b in range(grid.n_bars):
-        meter = _meter(int(grid.bar_positions[b]), config.positions_per_quarter)
-        if meter != prev_meter:
-            score.time_signatures.append(TimeSignature(int(starts[b]), *meter))
-            prev_meter = meter
-        tb = int(grid.bar_tempo[b])
-        if tb != prev_tempo:
-            score.tempos.append(Tempo(int(starts[b]), float(tempo_values[tb])))
-            prev_tempo = tb
-        for p, tb in mid.get(b, []):
-            score.tempos.append(Tempo(int(starts[b] + p * step), float(tempo_values[tb])))
-            prev_tempo = tb
-    if grid.n_bars == 0:
-        score.tempos.append(Tempo(0, 120.0))
-    else:  # a marker on the last bar line, so the file lasts all its bars even if they end silent
-        score.markers.append(TextMeta(int(starts[-1]), "end"))
-    bins = config.duration_array
-    for t in np.unique(grid.track).tolist():
-        m = grid.track == t
-        track = Track(TRACKS[t], grid.programs.get(t, DEFAULT_PROGRAMS[t]), t == DRUMS)
-        onset = starts[grid.bar[m]] + grid.pos[m] * step
-        track.notes.extend(Note.from_numpy(
-            time=onset.astype(np.int32), duration=(bins[grid.dur[m]] * step).astype(np.int32),
-            pitch=grid.pitch[m].astype(np.int8), velocity=config.velocity_value(grid.vel[m]).astype(np.int8),
-        ))  # fmt: skip
-        score.tracks.append(track)
-    return score
 
 
 # ---------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def tiny_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset, tmp_path_factory):
     """A tiny model trained for a few steps: real weights in a real checkpoint file."""
-    from emocompose.model.gmvae import LossConfig
+    from emocompose.model.config import LossConfig
     from emocompose.train import TrainConfig, train
 
     run = tmp_path_factory.mktemp("run")

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from conftest import midi_bytes, run_cli, scale
-from emocompose.compose import Composer
+from emocompose import latents
+from emocompose.compose import Composer, check_key
+from emocompose.emotions import EMOTIONS
 from emocompose.errors import EXIT_INPUT, EXIT_MODEL, EXIT_PARTIAL, EXIT_USAGE, ModelError, UsageError
 from emocompose.features import KEY_NAMES
 from emocompose.sampling import AFTER_BAR, BarPlan, Grammar, SamplingConfig, decode_bars
@@ -24,6 +26,15 @@ SONG = midi_bytes([(0, False, scale(bars=3, beats=0.5, vel=90)), (33, False, [(3
 @pytest.fixture(scope="module")
 def composer(tiny_model):
     return Composer.load(tiny_model)
+
+
+def shifted(composer, grid, to: str, lam: float, source: str, paper: bool = False):
+    return latents.shifted_latents(composer.trained, grid, EMOTIONS[to], lam, EMOTIONS[source], paper=paper)
+
+
+def prior(composer, levels, count, bars, seed=0, latent_temperature=1.0, coherence=0.6, key=None, paper=False):
+    return latents.prior_latents(composer.trained, levels, count, bars, seed, latent_temperature, coherence,
+                                 check_key(key), paper)  # fmt: skip
 
 
 def check_bar_grammar(bar: np.ndarray, vocab, positions: int):
@@ -46,7 +57,7 @@ def check_bar_grammar(bar: np.ndarray, vocab, positions: int):
 
 def test_decoding_follows_the_grammar_even_from_random_weights(composer):
     torch.manual_seed(3)
-    model = composer.model
+    model = composer.trained.model
     vocab = composer.tok.vocab
     with torch.no_grad():
         for p in model.parameters():  # a random model samples every kind of token
@@ -100,9 +111,10 @@ def seconds_of(grid, composer) -> float:
     return total
 
 
-def score_for(composer, grid, levels):
-    logq = composer.log_q(*composer.encode(grid))
-    return sum(abs(lv) * float(lq[int(lv >= 0)]) for lv, lq in zip(levels, logq))
+def prob_tense(composer, grid) -> float:
+    """How sure the model's own encoder is that a piece is tense (arousal high, valence low)."""
+    q = composer.trained.classify(*composer.trained.encode(grid))
+    return q["arousal"][1] * q["valence"][0]
 
 
 def test_candidates_keep_the_one_the_encoder_hears_as_the_target(composer):
@@ -114,24 +126,24 @@ def test_candidates_keep_the_one_the_encoder_hears_as_the_target(composer):
     for i, r in enumerate(picked):
         group = mids[3 * i : 3 * i + 3]
         j = group.index(composer.tok.to_midi(r.grid))  # it is one of its own group
-        scores = [score_for(composer, pool[3 * i + k].grid, (1, -1)) for k in range(3)]
-        assert scores[j] == max(scores) and r.info["candidates"] == 3
-        assert r.info["q"] == composer.classify(*composer.encode(r.grid))
+        sure = [prob_tense(composer, pool[3 * i + k].grid) for k in range(3)]
+        assert sure[j] == pytest.approx(max(sure), abs=1e-3) and r.info["candidates"] == 3
+        assert r.info["q"] == composer.trained.classify(*composer.trained.encode(r.grid))
     assert [r.info["candidates"] for r in composer.generate("tense", bars=1, paper=True)] == [1]
-    with pytest.raises(UsageError, match="--paper"):
+    with pytest.raises(UsageError, match="paper"):
         composer.generate("tense", bars=1, paper=True, candidates=2)
 
 
 def test_transform_candidates_share_the_latents_and_lambda_zero_decodes_once(composer, monkeypatch):
     grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
     seen = []
-    real = composer._decode
+    real = composer.trained.decode
 
     def spy(z_r, z_k, plans, *args):
         seen.append((z_r, z_k))
         return real(z_r, z_k, plans, *args)
 
-    monkeypatch.setattr(composer, "_decode", spy)
+    monkeypatch.setattr(composer.trained, "decode", spy)
     r = composer.transform(grid, "sad", 1.0, seed=1, candidates=3)
     z_r, z_k = seen[-1]
     assert len(z_r) == 3 and torch.equal(z_r[0], z_r[2]) and torch.equal(z_k[0], z_k[1])
@@ -141,9 +153,9 @@ def test_transform_candidates_share_the_latents_and_lambda_zero_decodes_once(com
 
 
 def test_continuous_emotion_lies_between_component_means(composer):
-    lo, hi = composer.component_means(0)
-    assert torch.allclose(composer.axis_mean(0, -1.0), lo) and torch.allclose(composer.axis_mean(0, 1.0), hi)
-    assert torch.allclose(composer.axis_mean(0, 0.0), (lo + hi) / 2)
+    lo, hi = composer.trained.component_means(0)
+    assert torch.allclose(latents.axis_mean(composer.trained, 0, -1.0), lo) and torch.allclose(latents.axis_mean(composer.trained, 0, 1.0), hi)
+    assert torch.allclose(latents.axis_mean(composer.trained, 0, 0.0), (lo + hi) / 2)
     r = composer.generate(arousal=0.3, valence=-0.9, bars=2, seed=1)[0]
     assert r.emotion == "tense" and r.grid.n_bars == 2
 
@@ -153,7 +165,7 @@ def key_table(composer):
     """Set the model's key table to known values for a test: key k's mean z_k is k * 0.1 in
     every dimension; C minor (12) has never been seen; labelled low-valence pieces were all in
     A minor (21), high-valence ones all in C major (0)."""
-    m = composer.model
+    m = composer.trained.model
     saved = [t.clone() for t in (m.key_sum, m.key_weight, m.key_share)]
     with torch.no_grad():
         m.key_weight.fill_(2.0)
@@ -169,11 +181,11 @@ def key_table(composer):
 
 def test_paper_transform_shift_is_lambda_times_mean_difference(composer):
     grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
-    mu_r, mu_k = composer.encode(grid)
-    z0, _ = composer.shifted_latents(grid, "sad", 0.0, source="happy", paper=True)
+    mu_r, mu_k = composer.trained.encode(grid)
+    z0, _ = shifted(composer, grid, "sad", 0.0, source="happy", paper=True)
     assert torch.equal(z0[0], mu_r) and torch.equal(z0[1], mu_k)  # lambda 0: the piece's own latents
-    z, info = composer.shifted_latents(grid, "calm", 0.7, source="happy", paper=True)  # only arousal changes
-    lo, hi = composer.component_means(0)
+    z, info = shifted(composer, grid, "calm", 0.7, source="happy", paper=True)  # only arousal changes
+    lo, hi = composer.trained.component_means(0)
     assert torch.equal(z[1], mu_k)
     assert torch.allclose(z[0], mu_r + 0.7 * (lo - hi), atol=1e-6)
     assert info["source_emotion"] == "happy" and not info["source_inferred"] and "key" not in info
@@ -189,70 +201,72 @@ def test_transform_moves_the_piece_to_where_generate_centres_the_target(composer
     grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
     k = global_key(grid, composer.tok.config)
     assert is_major(k)  # a major piece: its parallel minor is k + 12
-    mu_r, mu_k = composer.encode(grid)
-    lo_r, hi_r = composer.component_means(0)
-    lo, hi = composer.component_means(1)
-    z0, _ = composer.shifted_latents(grid, "tense", 0.0, source="happy")
+    mu_r, mu_k = composer.trained.encode(grid)
+    lo_r, hi_r = composer.trained.component_means(0)
+    lo, hi = composer.trained.component_means(1)
+    z0, _ = shifted(composer, grid, "tense", 0.0, source="happy")
     assert torch.equal(z0[0], mu_r) and torch.equal(z0[1], mu_k)  # lambda 0: the piece's own latents
     with torch.no_grad():
         key_table.key_weight[k + 12] = 2.0
         key_table.key_sum[k + 12] = (k + 12) * 0.1 * 2.0
-    z, info = composer.shifted_latents(grid, "tense", 0.7, source="happy")
+    z, info = shifted(composer, grid, "tense", 0.7, source="happy")
     assert info["key"] == [KEY_NAMES[k], KEY_NAMES[k + 12]]
-    assert torch.allclose(z[0], mu_r + 0.7 * (hi_r - mu_r.mean(0)), atol=1e-5)
     minor_centre = (k + 12) * 0.1 + (lo - hi) / 2  # the key table's mean, moved to low valence
-    assert torch.allclose(z[1], mu_k + 0.7 * (minor_centre - mu_k.mean(0)), atol=1e-5)
-    assert torch.allclose(z[1] - z[1].mean(0), mu_k - mu_k.mean(0), atol=1e-5)  # the bars' own movement
-    full = composer.shifted_latents(grid, "tense", 1.0, source="happy")[0][1]
+    for got, mu, goal in ((z[0], mu_r, hi_r), (z[1], mu_k, minor_centre)):
+        # the piece's mean goes 70% of the way to the goal, in a straight line ...
+        assert torch.allclose(goal - got.mean(0), 0.3 * (goal - mu.mean(0)), atol=1e-5)
+        # ... and every bar keeps its own offset from the piece's mean
+        assert torch.allclose(got - got.mean(0), mu - mu.mean(0), atol=1e-5)
+    full = shifted(composer, grid, "tense", 1.0, source="happy")[0][1]
     assert torch.allclose(full.mean(0), minor_centre, atol=1e-5)  # lambda 1: all the way
     # a major key already has a happy mode: it stays; an unseen parallel key is never a target
-    z, info = composer.shifted_latents(grid, "calm", 1.0, source="sad")
+    z, info = shifted(composer, grid, "calm", 1.0, source="sad")
     assert info["key"] == [KEY_NAMES[k]] * 2 and torch.allclose(z[1].mean(0), k * 0.1 + (hi - lo) / 2, atol=1e-5)
     with torch.no_grad():
         key_table.key_weight[k + 12] = 0.0
-    assert composer.shifted_latents(grid, "tense", 0.7, source="happy")[1]["key"] == [KEY_NAMES[k]] * 2
+    assert shifted(composer, grid, "tense", 0.7, source="happy")[1]["key"] == [KEY_NAMES[k]] * 2
     # the paper's shift knows no keys, nor does a model without a key table: the component mean
-    assert "key" not in composer.shifted_latents(grid, "tense", 0.7, source="happy", paper=True)[1]
+    assert "key" not in shifted(composer, grid, "tense", 0.7, source="happy", paper=True)[1]
     with torch.no_grad():
         key_table.key_weight.zero_()
-    z, info = composer.shifted_latents(grid, "tense", 1.0, source="happy")
+    z, info = shifted(composer, grid, "tense", 1.0, source="happy")
     assert "key" not in info and torch.allclose(z[1].mean(0), lo, atol=1e-5)
 
 
 def test_generated_bars_share_their_latents_by_coherence(composer):
-    one = composer.prior_latents((1.0, -1.0), count=3, bars=5, seed=2, coherence=1.0)
-    alone = composer.prior_latents((1.0, -1.0), count=3, bars=5, seed=2, coherence=0.0)
+    one = prior(composer, (1.0, -1.0), count=3, bars=5, seed=2, coherence=1.0)
+    alone = prior(composer, (1.0, -1.0), count=3, bars=5, seed=2, coherence=0.0)
     for z in one[:2]:
         assert torch.allclose(z, z[:, :1].expand_as(z))  # every bar of a piece the same
     for z in alone[:2]:
         assert not torch.allclose(z[:, 0], z[:, 1])
     # every bar is still a sample of the component: over many pieces, mean and spread hold
-    z_r = composer.prior_latents((1.0, 1.0), count=4000, bars=2, seed=3, coherence=0.6)[0]
-    sigma = torch.exp(composer.model.priors()[0].log_std)
-    assert torch.allclose(z_r.mean((0, 1)), composer.component_means(0)[1], atol=4 * float(sigma.max()) / 60)
+    z_r = prior(composer, (1.0, 1.0), count=4000, bars=2, seed=3, coherence=0.6)[0]
+    sigma = torch.exp(composer.trained.model.priors()[0].log_std)
+    assert torch.allclose(z_r.mean((0, 1)), composer.trained.component_means(0)[1], atol=4 * float(sigma.max()) / 60)
     assert torch.allclose(z_r[:, 0].std(0), sigma, rtol=0.1)
     corr = ((z_r[:, 0] - z_r[:, 0].mean(0)) * (z_r[:, 1] - z_r[:, 1].mean(0))).mean(0) / sigma**2
     assert abs(float(corr.mean()) - 0.6) < 0.05
     with pytest.raises(UsageError, match="coherence"):
-        composer.prior_latents((1.0, 1.0), 1, 2, coherence=1.5)
+        prior(composer, (1.0, 1.0), 1, 2, coherence=1.5)
 
 
 def test_generation_centres_z_k_on_a_key_of_the_target_valence(composer, key_table):
-    lo, hi = composer.component_means(1)
+    lo, hi = composer.trained.component_means(1)
     offset = (lo - hi) / 2  # low valence: half the way from the middle to the low component
-    _, z_k, keys = composer.prior_latents((1.0, -1.0), count=6, bars=3, seed=0, latent_temperature=0.0)
+    _, z_k, keys = prior(composer, (1.0, -1.0), count=6, bars=3, seed=0, latent_temperature=0.0)
     assert keys == [21] * 6  # low-valence training pieces were all in A minor
     assert torch.allclose(z_k, (2.1 + offset).expand_as(z_k), atol=1e-5)
-    _, _, keys = composer.prior_latents((1.0, 1.0), count=6, bars=3, seed=0)
+    _, _, keys = prior(composer, (1.0, 1.0), count=6, bars=3, seed=0)
     assert keys == [0] * 6
-    _, z_k, keys = composer.prior_latents((1.0, 1.0), count=2, bars=3, key="bm", latent_temperature=0.0)
+    _, z_k, keys = prior(composer, (1.0, 1.0), count=2, bars=3, key="bm", latent_temperature=0.0)
     assert keys == [23, 23] and torch.allclose(z_k, (2.3 - offset).expand_as(z_k), atol=1e-5)
     r = composer.generate("sad", bars=2, key="E minor")[0]
     assert r.info["key"] == "E minor"
     # --paper: z_k around the component mean and bars drawn alone, whatever the table holds
-    _, z_k, keys = composer.prior_latents((1.0, -1.0), count=2, bars=3, latent_temperature=0.0, paper=True)
+    _, z_k, keys = prior(composer, (1.0, -1.0), count=2, bars=3, latent_temperature=0.0, paper=True)
     assert keys is None and torch.allclose(z_k, lo.expand_as(z_k))
-    z_r = composer.prior_latents((1.0, -1.0), count=2, bars=3, coherence=1.0, paper=True)[0]
+    z_r = prior(composer, (1.0, -1.0), count=2, bars=3, coherence=1.0, paper=True)[0]
     assert not torch.allclose(z_r[:, 0], z_r[:, 1])
     with pytest.raises(UsageError, match="paper"):
         composer.generate("sad", bars=2, key="E minor", paper=True)
@@ -265,10 +279,10 @@ def test_generation_centres_z_k_on_a_key_of_the_target_valence(composer, key_tab
 def test_generated_keys_take_the_mode_of_the_asked_valence(composer, key_table):
     with torch.no_grad():  # low-valence pieces also in C major (0), high-valence ones also in A minor (21)
         key_table.key_share[0, 0], key_table.key_share[1, 21] = 50.0, 50.0
-    assert set(composer.prior_latents((1.0, -1.0), count=40, bars=1, seed=0)[2]) == {21}
-    assert set(composer.prior_latents((-1.0, 1.0), count=40, bars=1, seed=0)[2]) == {0}
+    assert set(prior(composer, (1.0, -1.0), count=40, bars=1, seed=0)[2]) == {21}
+    assert set(prior(composer, (-1.0, 1.0), count=40, bars=1, seed=0)[2]) == {0}
     # between the two: the minor keys of low-valence pieces and the major ones of high-valence pieces
-    assert set(composer.prior_latents((1.0, 0.0), count=40, bars=1, seed=0)[2]) == {0, 21}
+    assert set(prior(composer, (1.0, 0.0), count=40, bars=1, seed=0)[2]) == {0, 21}
 
 
 def test_a_model_without_a_key_table_still_loads_and_generates(tiny_model, tmp_path):
@@ -282,7 +296,7 @@ def test_a_model_without_a_key_table_still_loads_and_generates(tiny_model, tmp_p
     save_file({k: v for k, v in tensors.items() if k not in checkpoint.ADDED_LATER}, str(older),
               metadata={"emocompose": json.dumps(meta)})  # fmt: skip
     c = Composer.load(older)
-    assert c.model.key_means() is None
+    assert c.trained.model.key_means() is None
     r = c.generate("sad", bars=2)[0]
     assert r.grid.n_bars == 2 and r.info["key"] is None
     with pytest.raises(ModelError, match="no key table"):
@@ -301,16 +315,16 @@ def test_swap_takes_each_latent_from_its_piece(composer, monkeypatch):
     a = composer.tok.grid(composer.tok.load("a.mid", data=SONG))
     b = composer.tok.grid(composer.tok.load("b.mid", data=midi_bytes([(0, False, scale(57, minor=True, bars=2))])))
     seen = {}
-    real = composer._decode
+    real = composer.trained.decode
 
     def spy(z_r, z_k, plans, *args):
         seen["z"] = (z_r[0], z_k[0])
         return real(z_r, z_k, plans, *args)
 
-    monkeypatch.setattr(composer, "_decode", spy)
+    monkeypatch.setattr(composer.trained, "decode", spy)
     r = composer.swap(a, b, "rhythm")
-    ar, ak = composer.encode(a)
-    br, _ = composer.encode(b)
+    ar, ak = composer.trained.encode(a)
+    br, _ = composer.trained.encode(b)
     assert torch.equal(seen["z"][1], ak) and torch.equal(seen["z"][0], br[np.arange(a.n_bars) % b.n_bars])
     assert r.grid.n_bars == a.n_bars
 
@@ -354,16 +368,16 @@ def test_cli_transform_stdin_batch_and_exit_codes(tiny_model, tmp_path):
 
 @pytest.mark.parametrize("args,code,words", [
     (["generate", "--emotion", "angry"], EXIT_USAGE, "unknown emotion"),
-    (["generate"], EXIT_USAGE, "--emotion"),
-    (["generate", "-e", "sad", "--bars", "0"], EXIT_USAGE, "--bars"),
+    (["generate"], EXIT_USAGE, "give an emotion"),
+    (["generate", "-e", "sad", "--bars", "0"], EXIT_USAGE, "bars must be 1..512"),
     (["generate", "--arousal", "2", "--valence", "0"], EXIT_USAGE, "[-1, 1]"),
     (["transform", "X", "--to", "sad", "--lambda", "1.5"], EXIT_USAGE, "[0, 1]"),
     (["swap", "X", "Y", "--feature", "melody"], EXIT_USAGE, "rhythm or key"),
     (["generate", "-e", "sad", "--key", "H dorian"], EXIT_USAGE, "unknown key 'H dorian'"),
-    (["generate", "-e", "sad", "--key", "A minor", "--paper"], EXIT_USAGE, "--paper"),
-    (["generate", "-e", "sad", "--coherence", "1.5"], EXIT_USAGE, "--coherence"),
-    (["generate", "-e", "sad", "--candidates", "0"], EXIT_USAGE, "--candidates"),
-    (["generate", "-e", "sad", "--candidates", "2", "--paper"], EXIT_USAGE, "--paper"),
+    (["generate", "-e", "sad", "--key", "A minor", "--paper"], EXIT_USAGE, "paper"),
+    (["generate", "-e", "sad", "--coherence", "1.5"], EXIT_USAGE, "coherence must be in [0, 1]"),
+    (["generate", "-e", "sad", "--candidates", "0"], EXIT_USAGE, "candidates must be at least 1"),
+    (["generate", "-e", "sad", "--candidates", "2", "--paper"], EXIT_USAGE, "paper"),
     (["generate", "-e", "sad", "-n", "200", "--candidates", "2"], EXIT_USAGE, "200 pieces x 2 candidates"),
 ])  # fmt: skip
 def test_cli_usage_errors(args, code, words, tiny_model):

@@ -161,31 +161,52 @@ def test_kill_during_a_transform_batch_leaves_only_whole_files_and_rerun_finishe
     assert {f.name: f.read_bytes() for f in clean.glob("*.mid")} == {f.name: f.read_bytes() for f in after}
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
-def test_sigkill_during_preprocess_at_any_moment(tmp_path, delay):
-    """Killed while reading, while writing arrays, or after: never a dataset `train` would take
-    unless it is whole; rerunning makes the same dataset as a run never killed."""
-    from emocompose.dataset import Dataset
+# a process that dies (os._exit: no clean-up runs, as under SIGKILL) at the n-th call of a function
+DIE_AT = """
+import os, sys
+import numpy as np
+from emocompose import dataset
+where, n = sys.argv.pop(1), int(sys.argv.pop(1))
+calls = [0]
+def dying(real):
+    def f(*a, **k):
+        calls[0] += 1
+        if calls[0] >= n:
+            os._exit(9)
+        return real(*a, **k)
+    return f
+if where == "read":
+    dataset._tokenize_one = dying(dataset._tokenize_one)
+else:
+    np.save = dying(np.save)
+from emocompose.cli import main
+main(sys.argv[1:])
+"""
 
+
+@pytest.mark.parametrize("where, n", [("read", 30), ("save", 1), ("save", 4), ("save", 6)])
+def test_a_preprocess_killed_at_any_moment_leaves_no_dataset(tmp_path, where, n):
+    """Killed while reading files, or before, between or after writing its arrays: there is no
+    dataset (nothing `train` would take), and rerunning makes the same dataset as a run never
+    killed, clearing the killed run's temporary folder."""
     src = tmp_path / "midi"
     src.mkdir()
-    for i in range(60):
-        (src / f"Q{1 + i % 4}_s{i}_0.mid").write_bytes(midi_bytes([(0, False, scale(55 + i % 12, bars=40, beats=0.25))]))
+    for i in range(40):
+        (src / f"Q{1 + i % 4}_s{i}_0.mid").write_bytes(midi_bytes([(0, False, scale(55 + i % 12, bars=4, beats=0.25))]))
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "emocompose", "preprocess", str(src), "--out", str(out), "--workers", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if out.exists():  # finished before the kill: then it is whole
-        assert Dataset(out).n_pieces == 60
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=300)
+    args = ["preprocess", str(src), "--out", str(out), "--workers", "1"]
+    killed = subprocess.run([sys.executable, "-c", DIE_AT, where, str(n), *args], cwd=ROOT, capture_output=True, timeout=300)
+    assert killed.returncode == 9, killed.stderr
+    assert not out.exists()
+    assert bool(list(tmp_path.glob(".emocompose-tmp-*"))) == (where == "save")  # writing had begun
+    r = subprocess.run([sys.executable, "-m", "emocompose", *args], cwd=ROOT, capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    subprocess.run(cmd[:-4] + ["--out", str(tmp_path / "clean"), "--workers", "1"], cwd=ROOT, check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
-    for f in sorted((tmp_path / "clean").iterdir()):
+    clean = tmp_path / "clean"
+    subprocess.run([sys.executable, "-m", "emocompose", *args[:2], "--out", str(clean), "--workers", "1"], cwd=ROOT,
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    for f in sorted(clean.iterdir()):
         assert f.read_bytes() == (out / f.name).read_bytes(), f.name
-    assert not list(tmp_path.glob(".emocompose-tmp-*"))  # a killed run's temporary folder is cleared
+    assert not list(tmp_path.glob(".emocompose-tmp-*"))
 
 
 def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
@@ -278,18 +299,19 @@ def test_full_or_read_only_disk_is_one_line_and_leaves_nothing(code, words, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.json", "song.mid"]  # no partial or temporary file
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_folder_for_real(tmp_path):
+def test_an_unwritable_folder_for_real(tmp_path):
+    """The OS itself refuses (no simulation, and root too): a file stands where the output's
+    folder should be."""
     song = tmp_path / "song.mid"
     song.write_bytes(SONG)
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        r = run_cli("tokenize", song, "-o", ro / "t.json")
-        assert r.returncode == EXIT_OUTPUT and b"permission denied" in r.stderr and not list(ro.iterdir())
-    finally:
-        ro.chmod(0o755)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    for args in (["tokenize", song, "-o", tmp_path / "blocker" / "t.json"],
+                 ["generate", "-e", "sad", "--bars", "1", "-o", tmp_path / "blocker" / "deeper" / "x.mid"]):  # fmt: skip
+        r = run_cli(*args)
+        err = r.stderr.decode()
+        assert r.returncode == EXIT_OUTPUT and "a file stands where a folder is needed" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "song.mid"]
 
 
 def test_a_safetensors_header_length_that_starts_like_a_pickle_is_still_read(tmp_path):

@@ -107,21 +107,26 @@ def test_alpha_one_is_the_plain_kl_term():
     assert torch.allclose(prior.kl(mu, lv, onehot, 0.0), prior.kl_plain(mu, lv, onehot), atol=1e-5)
 
 
-def test_class_posterior_sums_to_one_and_mi_identity_holds():
-    prior = MixturePrior(8, -2.0)
-    z = torch.randn(16, 5, 8) * 0.3
-    mask = torch.rand(16, 5) > 0.2
-    mask[:, 0] = True
-    logq = torch.log_softmax(prior.class_logits(z, mask), -1)
-    q = logq.exp()
-    assert torch.allclose(q.sum(-1), torch.ones(16))
-    # mean_x KL(q(y|x) || p(y)) = MI(x; y) + KL(q_bar || p), with q_bar the batch mean
-    log_p = prior.log_py
-    mean_kl = (q * (logq - log_p)).sum(-1).mean()
-    q_bar = q.mean(0)
-    mi = (q * (logq - torch.log(q_bar))).sum(-1).mean()
-    kl_bar = (q_bar * (torch.log(q_bar) - log_p)).sum()
-    assert torch.allclose(mean_kl, mi + kl_bar, atol=1e-6)
+def test_dropping_the_mutual_information_leaves_the_kl_of_the_mean_posterior():
+    """The class KL of unlabelled pieces with the MI kept is the batch mean of KL(q(y|x) || p(y));
+    dropped, it is KL(q_bar || p) (model.md section 4). Their difference is MI(x; y) >= 0, which
+    is 0 for a batch of one piece, and KL(q_bar || p) of a piece twice is that of the piece once."""
+    cfg = preset("tiny", 60)
+    torch.manual_seed(0)
+    model = CDGMVAE(cfg).eval()
+    for p in model.parameters():  # spread the pieces' q(y|x) apart
+        p.data.add_(torch.randn_like(p) * 0.3)
+    batch = {**_batch(cfg), "labels": torch.full((3, 2), -1)}
+
+    def cat(b, drop):
+        return float(model.losses(b, LossConfig(drop_mi=drop, kl_warmup=1), step=0)[1]["cat"].detach())
+
+    kept, dropped = cat(batch, False), cat(batch, True)
+    assert kept > dropped + 1e-4  # the pieces differ, so they share information with y
+    one = {k: v[:1] for k, v in batch.items()}
+    assert cat(one, False) == pytest.approx(cat(one, True), abs=1e-6)
+    twice = {k: torch.cat([v[:1], v[:1]]) for k, v in batch.items()}
+    assert cat(twice, True) == pytest.approx(cat(one, True), abs=1e-6)
 
 
 def _batch(cfg: ModelConfig, b=3, t=4, n=9):

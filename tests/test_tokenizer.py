@@ -44,10 +44,12 @@ def test_fixture_roundtrip_keeps_every_note(name):
     cfg = TOK.config
     g = TOK.decode(ids)
     assert g.n_notes == len(piece.pitch) == grid.n_notes
-    steps = np.r_[0, np.cumsum(g.bar_positions)]
-    onset_steps = steps[g.bar] + g.pos
+    onset_steps = g.onsets
     expected = piece.onset * cfg.positions_per_quarter // piece.tpq  # fixtures sit on the 16th grid
-    assert sorted(zip(onset_steps, g.pitch, g.track)) == sorted(zip(expected, piece.pitch, piece.track))
+    # durations in grid steps, to the nearest bin (a drum hit shorter than a step: the shortest)
+    lengths = cfg.duration_array[cfg.duration_bin(piece.duration * cfg.positions_per_quarter / piece.tpq)]
+    assert sorted(zip(onset_steps, g.pitch, g.track, cfg.duration_array[g.dur])) == \
+        sorted(zip(expected, piece.pitch, piece.track, lengths))  # fmt: skip
     assert sorted(g.vel) == sorted(cfg.velocity_bin(piece.velocity))
 
 
@@ -165,7 +167,7 @@ def test_playable_grid_is_what_a_midi_file_keeps():
     """Decoded notes that a MIDI file cannot hold are made playable, and then the file holds
     exactly them: a re-struck pitch ends the sounding note, a doubled note goes, the end cuts."""
     from emocompose.midi import GUITAR, PIANO
-    from emocompose.tokenizer import Grid
+    from emocompose.grid import Grid
 
     steps = TOK.config.duration_array
     dur = lambda n: int(np.flatnonzero(steps == n)[0])  # noqa: E731

@@ -112,16 +112,16 @@ def test_unwritable_output(tiny_dataset, tmp_path):
 
 
 def test_auto_precision_takes_bf16_only_where_it_is_faster(monkeypatch):
-    from emocompose import train
+    from emocompose import hardware
 
     rates = {}
-    monkeypatch.setattr(train, "_matmul_rate", lambda dtype, *a: rates[dtype])
+    monkeypatch.setattr(hardware, "_matmul_rate", lambda dtype, *a: rates[dtype])
     rates.update(bf16=0.9e9, fp32=140e9)  # emulated bf16 (measured on an AVX2-only EPYC)
-    assert train.cpu_precision() == "fp32"
+    assert hardware.cpu_precision() == "fp32"
     rates.update(bf16=330e9, fp32=140e9)  # AMX
-    assert train.cpu_precision() == "bf16"
+    assert hardware.cpu_precision() == "bf16"
     rates.update(bf16=150e9, fp32=140e9)  # no real gain: fp32 keeps full precision
-    assert train.cpu_precision() == "fp32"
+    assert hardware.cpu_precision() == "fp32"
 
 
 def _one_piece_dataset(tmp_path, name, notes, drums):

@@ -1,4 +1,4 @@
-"""Model configuration and its named presets (saved with the weights as JSON)."""
+"""Model and loss configuration, and the named model presets (saved with the weights as JSON)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    alpha: float = 0.2  # variance penalty on the spread of the component means (1 = plain ELBO)
+    drop_mi: bool = True  # use KL(q_bar(y) || p(y)) instead of the batch mean of KL(q(y|x) || p(y))
+    kl_weight: float = 1.0  # beta on KL_z (per latent dimension, against per-token cross-entropy)
+    kl_warmup: int = 1000  # steps over which beta rises linearly from 0
+    free_bits: float = 0.25  # nats per latent dimension and bar below which KL_z is not pushed
+    cls_weight: float = 1.0  # cross-entropy of q(y|x) against labels
+    cat_weight: float = 1.0  # the categorical KL term
+    feature_weight: float = 1.0  # local decoders D_r, D_k
+    adv_weight: float = 0.1  # gradient-reversal strength for the cross predictors
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 PRESETS = {

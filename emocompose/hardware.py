@@ -1,0 +1,107 @@
+"""What this machine can do for training: which device, which precision, how fast a matmul is
+(the denominator of MFU), and how the C allocator should treat freed memory."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from emocompose.errors import UsageError
+
+PRECISIONS = ("auto", "bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory instead of returning it to the OS.
+
+    A training step allocates tensors of tens of MB; glibc hands allocations that large back to
+    the OS when freed, so every step pays page faults to get them again (measured: the first
+    steps ran 1.5x slower). With mmap off and trimming raised, the heap is reused.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-4, 0)  # M_MMAP_MAX: never mmap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GB of freed memory
+    except (OSError, AttributeError):
+        pass
+
+
+def _matmul_rate(dtype_name: str, size: int, seconds: float, windows: int) -> float:
+    """FLOP/s of a size x size matmul: the best of `windows` windows (each at least one product),
+    since a neighbour's load can only make a window slower."""
+    import torch
+
+    dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 4:  # warm up: the first products run slower
+        a @ b
+    best = 0.0
+    for _ in range(windows):
+        n, t0 = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < seconds / windows:
+            a @ b
+            n += 1
+        best = max(best, 2 * size**3 * n / (time.perf_counter() - t0))
+    return best
+
+
+def matmul_peak(dtype_name: str = "bf16", seconds: float = 0.5) -> float:
+    """FLOP/s of a large square matmul on this machine, the denominator of MFU (so MFU errs low)."""
+    return _matmul_rate(dtype_name, 1024, seconds, 5)
+
+
+def cpu_precision() -> str:
+    """bf16 where this CPU multiplies bf16 natively (AMX, AVX512-BF16: training measured 1.2-1.8x
+    faster), fp32 where bf16 is emulated (AVX2-only CPUs such as AMD Zen 3 and most laptops:
+    matmuls measured over 100x slower, see README). Decided by timing both, not by CPU flags,
+    so it holds on any CPU torch runs on."""
+    # alternating rounds, best of each: a single round once took fp32 on a CPU where bf16
+    # matmuls are 2.2x faster (a resumed run just after the machine booted)
+    rates = {"bf16": 0.0, "fp32": 0.0}
+    for _ in range(2):
+        for d in rates:
+            rates[d] = max(rates[d], _matmul_rate(d, 512, 0.2, 2))
+    return "bf16" if rates["bf16"] > 1.2 * rates["fp32"] else "fp32"
+
+
+def pick_device(name: str):
+    """auto: the process's GPU when torch sees one, else the CPU."""
+    import torch
+
+    if name not in DEVICES:
+        raise UsageError(f"device takes {', '.join(DEVICES)}, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device cuda asked for, but torch sees no CUDA GPU (a CPU build of torch?)")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+
+
+def resolve_precision(precision: str, device, ddp: bool) -> str:
+    """`auto` made concrete: bf16 on a GPU that has it, on a CPU where it is native (timed);
+    under DDP every rank takes rank 0's choice, since timings differ between processes."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if device.type == "cpu":
+        precision = cpu_precision()
+    else:
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if ddp:
+        import torch.distributed as dist
+
+        flag = torch.tensor([precision == "bf16"], dtype=torch.int64, device=device)
+        dist.broadcast(flag, 0)
+        precision = "bf16" if flag.item() else "fp32"
+    return precision

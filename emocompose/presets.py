@@ -1,0 +1,36 @@
+"""The defaults of the latent operations, as named presets: the one place the CLI, the Python API
+and `evaluate` read them from. Light on purpose (no torch, no numpy), so `--help` can show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How tokens are drawn from the decoder."""
+
+    temperature: float = 1.0
+    # a nucleus over the pitches only (`sampling.probabilities`): on the shipped model both realism
+    # and valence came out better than with one over every token, which also cuts the tails of
+    # rhythm and note length; none at all let stray pitches widen the range (README, "Latent operations")
+    top_p: float = 0.95
+    seed: int = 0
+
+
+# composing from the prior
+GENERATE = SamplingConfig(temperature=1.0, top_p=0.95)
+# rewriting a piece (transform, swap) samples cooler: the piece's own latents already say much
+REWRITE = SamplingConfig(temperature=0.8, top_p=0.9)
+
+BARS = 20  # bars per generated piece
+# Correlation of one piece's bar latents when generating. Measured: in 40 EMOPIA val clips the
+# bars' posterior means share 62% (z_r) and 66% (z_k) of their variance with their piece's mean.
+COHERENCE = 0.6
+# Pieces decoded per output, of which the one the model's own encoder hears as most like the
+# target is kept (`--candidates`). Measured with evaluate's judge: best of 4 helped the step-3,000
+# model (valence 0.68 -> 0.84, 32 pieces per emotion) but not the step-4,900 one (0.75 -> 0.62
+# over 16 per emotion, benchmarks/candidates.py; 0.60 -> 0.65 over 10 in evaluate; transform
+# 0.60 -> 0.58) and cost 3.2x the time, so one decoding is the default.
+CANDIDATES = 1

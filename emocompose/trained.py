@@ -1,0 +1,125 @@
+"""A trained model with its tokenizer: load it, read a piece into per-bar latents, hear the
+emotion of latents (q(y|x)), decode latents into a piece. The latent operations (`latents`),
+`compose` and `evaluate` build on it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from emocompose.emotions import AXES
+from emocompose.errors import ModelError
+from emocompose.presets import SamplingConfig
+from emocompose.grid import Grid
+from emocompose.tokenizer import Tokenizer
+
+MODEL_ENV = "EMOCOMPOSE_MODEL"
+DEFAULT_NAME = "default.safetensors"
+
+
+def default_model_path() -> Path:
+    """$EMOCOMPOSE_MODEL, else the model shipped in the repository's checkpoints/ (editable or
+    source installs), else the copy a wheel installs under <prefix>/share/emocompose."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    for base in (Path(__file__).resolve().parents[1] / "checkpoints", Path(sys.prefix) / "share" / "emocompose"):
+        if (base / DEFAULT_NAME).is_file():
+            return base / DEFAULT_NAME
+    raise ModelError(
+        "no model found: checkpoints/default.safetensors is not installed; pass --model PATH or set EMOCOMPOSE_MODEL"
+    )
+
+
+class TrainedModel:
+    def __init__(self, model, tokenizer: Tokenizer, meta: dict, path: Path):
+        self.model, self.tok, self.meta, self.path = model, tokenizer, meta, path
+        self.on_bar = None  # called with (bars done, bars in all) while decoding
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, device: str | None = None) -> "TrainedModel":
+        """A model file (default: `default_model_path`), on `device` (default: the GPU if any)."""
+        import torch
+
+        from emocompose import checkpoint
+
+        p = Path(path) if path else default_model_path()
+        model, meta, vocab = checkpoint.load_model(p)
+        model.requires_grad_(False)
+        model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))).eval()
+        return cls(model, Tokenizer(vocab.config), meta, p)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def component_means(self, axis: int):
+        """(low, high) means of the mixture on z_r (axis 0, arousal) or z_k (axis 1, valence)."""
+        prior = self.model.priors()[axis]
+        return prior.means[0].detach(), prior.means[1].detach()
+
+    def encode(self, grid: Grid, window: int = 16):
+        """Per-bar posterior means (T, latent) of z_r and z_k; pieces of any length are read in
+        windows of `window` bars, the encoders' memory carried across windows."""
+        import torch
+
+        ids, offsets = self.tok.encode(grid)
+        L = self.tok.config.max_bar_tokens
+        bars = [ids[offsets[i] : min(offsets[i + 1], offsets[i] + L)] for i in range(grid.n_bars)]
+        mu_r, mu_k = [], []
+        mems = mem_lens = None
+        with torch.no_grad():
+            for s in range(0, len(bars), window):
+                chunk = bars[s : s + window]
+                n = max(len(b) for b in chunk)
+                tokens = torch.zeros(1, len(chunk), n, dtype=torch.long)
+                for j, b in enumerate(chunk):
+                    tokens[0, j, : len(b)] = torch.as_tensor(b)
+                lens = torch.tensor([[len(b) for b in chunk]])
+                (mr, _, mk, _), new = self.model.encode(tokens.to(self.device), lens.to(self.device), mems, mem_lens)
+                mems, mem_lens = [m for m, _ in new], new[0][1]
+                mu_r.append(mr[0])
+                mu_k.append(mk[0])
+        return torch.cat(mu_r), torch.cat(mu_k)
+
+    def log_q(self, mu_r, mu_k) -> list:
+        """log q(y|x) per axis (arousal, valence) from the per-bar means: two tensors (low, high)."""
+        import torch
+
+        out = []
+        for axis, mu in enumerate((mu_r, mu_k)):
+            mask = torch.ones(1, len(mu), dtype=torch.bool, device=self.device)
+            out.append(torch.log_softmax(self.model.priors()[axis].class_logits(mu[None], mask), -1)[0])
+        return out
+
+    def classify(self, mu_r, mu_k) -> dict:
+        """q(y|x) per axis from the per-bar means: {'arousal': [p_low, p_high], 'valence': [...]}."""
+        return rounded_q(self.log_q(mu_r, mu_k))
+
+    def plan(self, grid: Grid, n: int):
+        """Decode `n` bars with the meter, tempo and track classes of `grid`'s bars (a shorter
+        piece loops from its start)."""
+        from emocompose.sampling import BarPlan
+
+        idx = np.arange(n) % grid.n_bars
+        tracks = sorted(set(grid.track.tolist())) or None
+        return BarPlan(grid.bar_positions[idx].tolist(), grid.bar_tempo[idx].tolist(), tracks)
+
+    def decode(self, z_r, z_k, plans, sampling: SamplingConfig) -> list[Grid]:
+        """One piece per row of z_r, z_k (count, bars, latent), each bar as its plan says; every
+        note playable as written to MIDI (`Grid.playable`)."""
+        import torch
+
+        from emocompose.sampling import decode_bars
+
+        with torch.no_grad():
+            cond = self.model.condition(z_r, z_k)
+            bars = decode_bars(self.model, self.tok.vocab, cond, plans, sampling, on_bar=self.on_bar)
+        return [self.tok.decode(np.concatenate(b)).playable(self.tok.config) for b in bars]
+
+
+def rounded_q(logq) -> dict:
+    return {name: [round(float(x), 4) for x in lq.exp()] for name, lq in zip(AXES, logq)}
