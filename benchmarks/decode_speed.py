@@ -23,40 +23,45 @@ def naive_decode(model, vocab, cond, plans):
     """Greedy decoding without a cache: the whole bar so far goes through the decoder each step."""
     import torch
 
-    from emocompose.sampling import AFTER_BAR, Grammar, _next_state
+    from emocompose.sampling import AFTER_BAR, Grammar
     from emocompose.tokenizer import PITCH, POSITION
 
     B, T, d = cond.shape
     L = vocab.config.max_bar_tokens
-    g = Grammar(vocab, L, cond.device)
+    g = Grammar(vocab, L)
     out = [[] for _ in range(B)]
     mems, mem_lens = [torch.zeros(B, 1, d) for _ in model.dec.layers], torch.zeros(B, dtype=torch.long)
     for t in range(T):
         seq = torch.tensor([[vocab.bar_token(p.positions[t]) for p in plans]]).T  # (B, 1)
-        state = torch.full((B,), AFTER_BAR)
-        pos, track = torch.full((B,), -1), torch.full((B,), -1)
-        length, done = torch.ones(B, dtype=torch.long), torch.zeros(B, dtype=torch.bool)
-        while True:
-            h, pk, _ = model.dec(model.embed(seq)[:, None], length[:, None], mems, mem_lens, cond=cond[:, t : t + 1])
-            last = pk.pad(h)[:, 0, :][torch.arange(B), length - 1]
-            mask = g.allowed(state, pos, torch.full((B,), plans[0].positions[t]), track, length)
-            nxt = model.logits(last).float().masked_fill(~mask, float("-inf")).argmax(-1)
-            ends = g.end[nxt] | (length >= L)
-            done |= ends
-            k, v = g.kind[nxt], g.value[nxt]
-            live = ~done
-            state = torch.where(live, _next_state(k, state), state)
-            pos = torch.where(live & (k == POSITION), v, pos)
-            track = torch.where(live & (k == PITCH), g.track[nxt], track)
-            if done.all():
-                break
-            seq = torch.cat([seq, torch.where(live, nxt, vocab.pad)[:, None]], 1)
-            length = length + live.long()
-        h, pk, (mems, mem_lens) = model.dec(model.embed(seq)[:, None], length[:, None], mems, mem_lens,
+        state, pos, track, length = [AFTER_BAR] * B, [-1] * B, [-1] * B, [1] * B
+        live = list(range(B))
+        while live:
+            h, pk, _ = model.dec(model.embed(seq)[:, None], torch.tensor(length)[:, None], mems, mem_lens,
+                                 cond=cond[:, t : t + 1])  # fmt: skip
+            last = pk.pad(h)[:, 0, :][torch.arange(B), torch.tensor(length) - 1]
+            logits = model.logits(last).float().numpy()
+            nxt_col, still = torch.full((B,), vocab.pad), []
+            for i in live:
+                ids, _, _ = g.allowed(state[i], pos[i], plans[i].positions[t], track[i], length[i])
+                nxt = int(ids[logits[i, ids].argmax()])
+                if g.end[nxt] or length[i] >= L:
+                    continue
+                kind = int(g.kind[nxt])
+                state[i] = g.next_state(kind, state[i])
+                pos[i] = int(g.value[nxt]) if kind == POSITION else pos[i]
+                track[i] = int(g.track[nxt]) if kind == PITCH else track[i]
+                nxt_col[i] = nxt
+                length[i] += 1
+                still.append(i)
+            live = still
+            if live:
+                seq = torch.cat([seq, nxt_col[:, None]], 1)
+        lens = torch.tensor(length)
+        h, pk, (mems, mem_lens) = model.dec(model.embed(seq)[:, None], lens[:, None], mems, mem_lens,
                                             cond=cond[:, t : t + 1])  # fmt: skip
         ids = seq.numpy()
         for i in range(B):
-            out[i].append(ids[i, : int(length[i])])
+            out[i].append(ids[i, : length[i]])
     return out
 
 

@@ -72,17 +72,23 @@ def test_decoding_follows_the_grammar_even_from_random_weights(composer):
 
 
 def test_grammar_reserves_room_for_a_whole_note():
+    from emocompose.sampling import AFTER_DURATION, AFTER_POSITION
     from emocompose.tokenizer import Vocab
 
     vocab = Vocab()
-    g = Grammar(vocab, 10, "cpu")
-    t = torch.tensor
-    after_dur = t([6])  # AFTER_DURATION
-    near_end = g.allowed(after_dur, t([3]), t([16]), t([1]), t([8]))
-    assert not near_end[0, vocab.pitch0 :].any() or not (torch.as_tensor(vocab.kind) == PITCH)[near_end[0]].any()
-    assert near_end[0, vocab.bar0]  # may end
-    start = g.allowed(t([AFTER_BAR]), t([-1]), t([16]), t([-1]), t([1]))
-    assert (torch.as_tensor(vocab.kind)[start[0]] == TEMPO).all()
+    g = Grammar(vocab, 10)
+    kinds = lambda ids: set(vocab.kind[ids].tolist())  # noqa: E731
+    # 2 tokens of room after a note: no new Position (4 needed) nor Pitch (3); the bar may only end
+    ids, _, _ = g.allowed(AFTER_DURATION, 3, 16, 1, 8)
+    assert kinds(ids) <= {BAR, 1} and vocab.bar0 in ids  # 1: EOS
+    ids, a, b = g.allowed(AFTER_DURATION, 3, 16, 1, 7)  # 3 left: another note at this Position
+    assert kinds(ids) == {BAR, 1, PITCH} and (vocab.kind[ids[a:b]] == PITCH).all() and b - a == 5 * 128
+    ids, _, _ = g.allowed(AFTER_DURATION, 3, 16, 1, 6)  # 4 left: a later Position too, and only later
+    assert set(vocab.value[ids][vocab.kind[ids] == POSITION].tolist()) == set(range(4, 16))
+    ids, a, b = g.allowed(AFTER_POSITION, 3, 16, 1, 6, tracks=(1, 3))  # only the plan's tracks play
+    assert set(vocab.track[ids[a:b]].tolist()) == {1, 3} and kinds(ids) == {PITCH, TEMPO}
+    ids, _, _ = g.allowed(AFTER_BAR, -1, 16, -1, 1)
+    assert kinds(ids) == {TEMPO}
 
 
 def test_generate_exact_bars_batch_and_determinism(composer):
@@ -442,20 +448,22 @@ def test_ctrl_c_exits_130_and_writes_nothing(tmp_path):
 
 
 def test_nucleus_cuts_only_the_pitch_tail_and_keeps_the_pitch_mass():
-    from emocompose.sampling import probabilities
+    from emocompose.sampling import draw, probabilities
 
-    # tokens: 4 pitches (0.4, 0.2, 0.1, 0.05 of the mass), then a position and a duration in
-    # the tail (0.15, 0.1), one token not allowed
-    p = torch.tensor([[0.4, 0.2, 0.1, 0.05, 0.15, 0.1, 0.3]])
-    pitch = torch.tensor([True, True, True, True, False, False, False])
-    mask = torch.tensor([[True] * 6 + [False]])
-    out = probabilities(p.log(), mask, SamplingConfig(top_p=0.75), pitch)[0]
+    # allowed tokens: 4 pitches (0.4, 0.2, 0.1, 0.05 of the mass), then a position and a duration
+    # in the tail (0.15, 0.1)
+    p = np.array([0.4, 0.2, 0.1, 0.05, 0.15, 0.1])
+    out = probabilities(np.log(p), SamplingConfig(top_p=0.75), (0, 4))
     # the pitches' own distribution is 0.53, 0.27, 0.13, 0.07: its 0.75 nucleus keeps the first two
-    assert out[2] == 0 and out[3] == 0 and out[6] == 0
-    assert torch.allclose(out[:2], torch.tensor([0.5, 0.25]))  # 0.75 of the mass, as before the cut
-    assert torch.allclose(out[4:6], torch.tensor([0.15, 0.1]))  # the tail of other kinds stays
-    full = probabilities(p.log(), mask, SamplingConfig(top_p=1.0), pitch)[0]
-    assert torch.allclose(full[:6], p[0, :6] / 1.0) and full[6] == 0
+    assert out[2] == 0 and out[3] == 0
+    assert np.allclose(out[:2], [0.5, 0.25])  # 0.75 of the mass, as before the cut
+    assert np.allclose(out[4:], [0.15, 0.1])  # the tail of other kinds stays
+    assert np.allclose(probabilities(np.log(p), SamplingConfig(top_p=1.0), (0, 4)), p)
+    # a draw is the token where the cumulative probability passes u; cut tokens are never drawn
+    cfg = SamplingConfig(top_p=0.75)
+    drawn = [draw(np.log(p), cfg, u, (0, 4)) for u in (0.0, 0.49, 0.51, 0.74, 0.76, 0.89, 0.91, 0.999)]
+    assert drawn == [0, 0, 1, 1, 4, 4, 5, 5]
+    assert draw(np.log(p), SamplingConfig(temperature=0), 0.9) == 0
 
 
 def test_generated_pieces_are_what_their_files_hold(tiny_model):

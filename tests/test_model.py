@@ -87,10 +87,11 @@ def test_step_cache_equals_full_recompute():
     full = pk.pad(h)
     mems, mem_lens = [torch.zeros(b, 1, d) for _ in st.layers], torch.zeros(b, dtype=torch.long)
     outs = []
+    cache = StepCache(st, mems, mem_lens)
     for tau in range(t):
-        cache = StepCache(st, mems, mem_lens)
+        if tau:
+            cache = cache.next_bar(lens[:, tau - 1])  # each piece's previous bar, as long as it was
         outs.append(torch.stack([cache.step(x[:, tau, i], cond[:, tau]) for i in range(n)], 1))
-        mems, mem_lens = cache.bar_memory(lens[:, tau])
     real = torch.arange(n) < lens[..., None]
     assert torch.allclose(torch.stack(outs, 1)[real], full[real], atol=1e-5)
 

@@ -28,10 +28,13 @@ def batch(items: list[str], work: Callable[[str], None], what: str = "file") -> 
 BEATS_OPT = typer.Option("auto", help="auto: use a beat_midi.txt beside the file for bar lines (POP909); ignore: never.")
 
 
-def load_composer(model: Optional[str]):
-    """The model, with a progress bar of decoded bars on a terminal's stderr."""
+def load_composer(model: Optional[str], batch: int = 1):
+    """The model, with the threads for decoding `batch` pieces at once and a progress bar of
+    decoded bars on a terminal's stderr."""
     from emocompose.compose import Composer
+    from emocompose.hardware import set_decoding_threads
 
+    set_decoding_threads(batch)
     composer = Composer.load(model)
     if sys.stderr.isatty():
         state = {}

@@ -56,7 +56,7 @@ def generate(
     check_key(key, paper)
     dest = Destination(out, many=count > 1)
     t0 = time.perf_counter()
-    composer = load_composer(model)
+    composer = load_composer(model, batch=count * check_candidates(candidates, paper))
     results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
                                 temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
                                 paper=paper, candidates=candidates)  # fmt: skip
@@ -108,7 +108,7 @@ def transform(
     dest = Destination(out, many=len(files) > 1)
     name_of = lambda path: f"{'stdin' if path == '-' else Path(path).stem}_to_{to}.mid"
     todo = [f for f in files if not (skip_existing and dest.exists(name_of(f)))]
-    composer = load_composer(model) if todo else None
+    composer = load_composer(model, batch=check_candidates(candidates, paper)) if todo else None
 
     def one(path: str) -> None:
         t0 = time.perf_counter()
@@ -194,11 +194,13 @@ def evaluate(
     from emocompose.compose import Composer
     from emocompose.console import print_report
     from emocompose.evaluate import EvalConfig, Evaluation, load_real
+    from emocompose.hardware import set_decoding_threads
     from emocompose.outputs import check_limits
 
     cfg = EvalConfig(pieces=pieces, bars=bars, clips=clips, seed=seed, temperature=temperature, top_p=top_p,
                      paper=paper, candidates=candidates)  # fmt: skip
     check_limits(bars=bars, count=pieces, candidates=cfg.candidates)
+    set_decoding_threads(cfg.pieces)
     composer = Composer.load(model)
     real = load_real(data, composer.tok, bars, labels_csv=labels)
     with progress() as prog:

@@ -108,8 +108,11 @@ class CDGMVAE(nn.Module):
     def condition(self, z_r: torch.Tensor, z_k: torch.Tensor) -> torch.Tensor:
         return self.z_in(torch.cat([z_r, z_k], dim=-1))
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        return h @ self.embed.weight.T  # tied input and output embeddings
+    def logits(self, h: torch.Tensor, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        """Logits of the tokens lo..hi-1 (all by default): tied input and output embeddings."""
+        if lo == 0 and hi is None:
+            return h @ self.embed.weight.T
+        return F.linear(h, self.embed.weight.narrow(0, lo, (hi or self.config.vocab_size) - lo))
 
     def decode(self, tokens, lens, z_r, z_k, mems=None, mem_lens=None):
         """Teacher-forced decoder states of the real tokens (R, d), their `Packing`, and the

@@ -295,65 +295,124 @@ class XLStack(nn.Module):
 
 
 class StepCache:
-    """Per-layer keys, values and inputs of the bar being generated, plus the memory's keys/values.
+    """Per-layer keys and values of the bar being generated and of its memory, for decoding one
+    token at a time.
 
     Buffers are allocated once for `capacity` tokens and written in place: growing them by
-    concatenation at every token was a quarter of the decoding time (measured)."""
+    concatenation at every token was a quarter of the decoding time (measured). `step` is the
+    arithmetic of `XLStack.forward` for one query, written for it: plain functional calls on the
+    layers' weights (a module call costs as much as a small operation), the memory's padding an
+    additive bias, the weights and the projected relative encodings prepared once per decoding
+    (`StepWeights`). The next bar's memory is this bar's keys and values (`next_bar`), as in
+    training, where the memory's keys and values are the previous bar's own."""
 
-    def __init__(self, stack: XLStack, mems: list[torch.Tensor], mem_lens: torch.Tensor, capacity: int = 128):
-        self.stack, self.mem_lens = stack, mem_lens
-        B, m, d = mems[0].shape
-        dev, dtype = mems[0].device, mems[0].dtype
-        self.m, self.t, self.cap = m, 0, capacity
-        self.mask = torch.ones(B, 1, 1, m + capacity, dtype=torch.bool, device=dev)
-        self.mask[:, 0, 0, :m] = torch.arange(m, device=dev)[None] >= (m - mem_lens)[:, None]
-        self.k, self.v, self.inputs = [], [], []
+    def __init__(self, stack: XLStack, mems: list[torch.Tensor], mem_lens: torch.Tensor, capacity: int = 128,
+                 weights: "StepWeights | None" = None):  # fmt: skip
+        """`mems`: per layer, the memory's inputs (B, m, d), right-aligned by `mem_lens`."""
+        d = mems[0].shape[-1]
+        kv = []
         for layer, mem in zip(stack.layers, mems):
             km, vm = F.linear(layer.ln1(mem), layer.attn.qkv.weight[d:]).split(d, dim=-1)
-            a = layer.attn
-            self.k.append(torch.cat([a.split(km), km.new_zeros(B, a.h, capacity, a.k)], dim=-2))
-            self.v.append(torch.cat([a.split(vm), vm.new_zeros(B, a.h, capacity, a.k)], dim=-2))
-            self.inputs.append(torch.zeros(B, capacity, d, device=dev, dtype=dtype))
-        self.rels = [None] * len(stack.layers)
+            kv.append((layer.attn.split(km).transpose(-1, -2), layer.attn.split(vm)))
+        self._start(stack, kv, mem_lens, capacity, weights or StepWeights(stack, 2 * mems[0].shape[1] + capacity + 8))
+
+    def _start(self, stack, kv, mem_lens, capacity, weights) -> None:
+        """kv: per layer, the memory's keys (B, h, k, m), transposed, and values (B, h, m, k)."""
+        self.stack, self.w, self.mem_lens = stack, weights, mem_lens
+        B, h, k, m = kv[0][0].shape
+        dev = mem_lens.device
+        self.m, self.t, self.cap = m, 0, capacity
+        # 0 where a key may be read, -inf on the memory's padding (right-aligned: at the front)
+        self.bias = torch.zeros(B, 1, m + capacity, device=dev, dtype=torch.float32)
+        self.bias[:, 0, :m].masked_fill_(torch.arange(m, device=dev)[None] < (m - mem_lens)[:, None], float("-inf"))
+        # keys stored transposed, (B, h, k, m + capacity): the product with the query reads them in order
+        self.k = [torch.cat([km, km.new_zeros(B, h, k, capacity)], dim=-1) for km, _ in kv]
+        self.v = [torch.cat([vm, vm.new_zeros(B, h, capacity, k)], dim=-2) for _, vm in kv]
+
+    def next_bar(self, lens: torch.Tensor) -> "StepCache":
+        """The cache for the next bar: this bar's keys and values, right-aligned by each
+        sequence's length `lens`, as its memory."""
+        B, t = len(lens), self.t
+        j = torch.arange(t, device=lens.device)
+        idx = self.m + (j[None] - (t - lens)[:, None]).clamp(0, max(t - 1, 0))  # (B, t)
+        kv = []
+        for K, V in zip(self.k, self.v):
+            _, h, k, _ = K.shape
+            kv.append((K.gather(-1, idx.view(B, 1, 1, t).expand(B, h, k, t)),
+                       V.gather(-2, idx.view(B, 1, t, 1).expand(B, h, t, k))))  # fmt: skip
+        nxt = StepCache.__new__(StepCache)
+        nxt._start(self.stack, kv, lens, self.cap, self.w)
+        return nxt
 
     def _grow(self) -> None:
         """Double the room (a bar longer than `capacity`; the grammar normally prevents it)."""
         extra = self.cap
-        self.k = [torch.cat([k, torch.zeros_like(k[..., -extra:, :])], dim=-2) for k in self.k]
+        self.k = [torch.cat([k, torch.zeros_like(k[..., -extra:])], dim=-1) for k in self.k]
         self.v = [torch.cat([v, torch.zeros_like(v[..., -extra:, :])], dim=-2) for v in self.v]
-        self.inputs = [torch.cat([x, torch.zeros_like(x)], dim=1) for x in self.inputs]
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[..., -extra:])], dim=-1)
+        self.bias = torch.cat([self.bias, torch.zeros_like(self.bias[..., -extra:])], dim=-1)
         self.cap *= 2
-
-    def _rel(self, i: int, klen: int, device):
-        layer = self.stack.layers[i]
-        if self.rels[i] is None or self.rels[i].shape[1] < klen:
-            self.rels[i] = layer.attn.rel(max(klen, 2 * self.m + 8), 1, device)  # distances from far to 0
-        r = self.rels[i]
-        return r[:, r.shape[1] - klen :]
 
     def step(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """One token per sequence: x (B, d) embedding -> (B, d) output of the stack."""
         if self.t == self.cap:
             self._grow()
         t, klen = self.t, self.m + self.t + 1
-        x = x[:, None]
-        mask = self.mask[..., :klen]
-        for i, layer in enumerate(self.stack.layers):
+        if self.w.rels[0].shape[-1] < klen:
+            self.w = StepWeights(self.stack, 2 * klen)
+        B, d = x.shape
+        # narrow and select rather than indexing: a Python index costs more than the copy it makes
+        bias = self.bias.narrow(-1, 0, klen)  # (B, 1, klen)
+        for i, w in enumerate(self.w.layers):
             if cond is not None:
-                x = x + cond[:, None]
-            self.inputs[i][:, t] = x[:, 0]
-            a = layer.attn
-            q, k, v = layer.qkv_split(layer.ln1(x))
-            self.k[i][:, :, self.m + t] = k[:, 0].view(-1, a.h, a.k)
-            self.v[i][:, :, self.m + t] = v[:, 0].view(-1, a.h, a.k)
-            K, V = self.k[i][:, :, :klen], self.v[i][:, :, :klen]
-            y = a.merge(a.attend(a.split(q), K, V, self._rel(i, klen, x.device), mask))
-            x = x + layer.drop(a.o(y))
-            x = x + layer.drop(layer.ff(layer.ln2(x)))
+                x = x + cond
+            # q comes scaled by 1/sqrt(k) (folded into its weights)
+            q, k, v = F.linear(F.layer_norm(x, (d,), *w.ln1), w.qkv).view(B, 3, w.h, w.k).unbind(1)  # (B, h, k)
+            self.k[i].select(-1, self.m + t).copy_(k)
+            self.v[i].select(2, self.m + t).copy_(v)
+            # scores: (q + v) . r of the distances klen-1 .. 0 (one product per head, the batch
+            # as its rows), the padding bias, + (q + u) . k_j
+            r = self.w.rels[i]
+            bd = torch.bmm((q + w.v).transpose(0, 1), r.narrow(-1, r.shape[-1] - klen, klen)).transpose(0, 1) + bias
+            scores = torch.baddbmm(bd.reshape(B * w.h, 1, klen), (q + w.u).view(B * w.h, 1, w.k),
+                                   self.k[i].narrow(-1, 0, klen).reshape(B * w.h, w.k, klen))  # fmt: skip
+            p = torch.softmax(scores, -1, dtype=torch.float32).to(x.dtype)
+            y = torch.bmm(p, self.v[i].narrow(2, 0, klen).reshape(B * w.h, klen, w.k)).view(B, d)
+            x = x + F.linear(y, w.o)
+            f = F.linear(F.layer_norm(x, (d,), *w.ln2), *w.ff1)
+            # GELU written out, x Phi(x): the same function as F.gelu to 1e-6, and a third of
+            # its time on one row (the fused kernel is slow on small inputs, measured)
+            f = torch.erf(f * 0.7071067811865476).add_(1.0).mul_(f).mul_(0.5)
+            x = x + F.linear(f, *w.ff2)
         self.t += 1
-        return self.stack.ln(x)[:, 0]
+        return F.layer_norm(x, (d,), *self.w.ln)
 
-    def bar_memory(self, lens: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The finished bar's per-layer inputs, right-aligned by each sequence's length `lens`."""
-        return [right_align(h[:, : self.t], lens, self.t) for h in self.inputs], lens
+
+class StepWeights:
+    """A stack's weights as `StepCache.step` uses them, prepared once per decoding: the score
+    scale 1/sqrt(k) folded into the query's rows of the qkv weights and into the biases u and v,
+    and per layer the projected relative encodings (h, k, klen) of the distances klen-1 .. 0,
+    transposed for the product with the query."""
+
+    def __init__(self, stack: XLStack, klen: int):
+        self.layers = []
+        for layer in stack.layers:
+            a = layer.attn
+            w = _LayerWeights()
+            w.h, w.k = a.h, a.k
+            scale = 1.0 / math.sqrt(a.k)
+            d = a.h * a.k
+            w.qkv = torch.cat([a.qkv.weight[:d] * scale, a.qkv.weight[d:]]).detach()
+            w.u, w.v = (a.u * scale).detach(), (a.v * scale).detach()
+            w.o = a.o.weight
+            w.ln1 = (layer.ln1.weight, layer.ln1.bias, layer.ln1.eps)
+            w.ln2 = (layer.ln2.weight, layer.ln2.bias, layer.ln2.eps)
+            w.ff1 = (layer.ff[0].weight, layer.ff[0].bias)
+            w.ff2 = (layer.ff[2].weight, layer.ff[2].bias)
+            self.layers.append(w)
+        self.ln = (stack.ln.weight, stack.ln.bias, stack.ln.eps)
+        device = stack.ln.weight.device
+        self.rels = [layer.attn.rel(klen, 1, device).transpose(-1, -2).detach() for layer in stack.layers]
+
+
+class _LayerWeights:
+    pass

@@ -1,0 +1,79 @@
+"""Whole `emocompose generate` processes, side by side in one run: what a user waits for.
+
+    python benchmarks/generate_speed.py [--tries 3] [--model PATH]
+
+Rows (best of --tries, wall seconds, with each one's peak memory):
+  bars 1, bars 20, count 8 x bars 20, and two bars-20 processes started together (as under
+  `xargs -P 2`). Ratios printed last are the targets of issue 18: bars 20 / bars 1 <= 1.6,
+  count 8 / count 1 <= 1.6, two at once / one alone <= 1.5. Pass --env VAR=VALUE to try a
+  setting (e.g. --env EMOCOMPOSE_THREADS=2) for every process. --baseline DIR runs the same
+  cases, interleaved, with the emocompose of another checkout (e.g. a `git worktree` of an
+  earlier commit) and prints both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def run(args: list[str], env: dict, n: int = 1, cwd: str | None = None) -> tuple[float, float]:
+    """Wall seconds for n copies started together, and the largest peak memory (MB) among them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-m", "emocompose", "generate", *args, "-o", f"{tmp}/{i}/"],
+                                  env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for i in range(n)]  # fmt: skip
+        peak = 0.0
+        for p in procs:
+            _, status, usage = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            if p.returncode:
+                raise SystemExit(p.stderr.read().decode())
+            peak = max(peak, usage.ru_maxrss / 1024)
+        return time.perf_counter() - t0, peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tries", type=int, default=3)
+    ap.add_argument("--model")
+    ap.add_argument("--env", nargs="*", default=[], help="VAR=VALUE for every process")
+    ap.add_argument("--baseline", help="another checkout's root, measured the same way in the same run")
+    args = ap.parse_args()
+    env = {**os.environ, **dict(kv.split("=", 1) for kv in args.env)}
+    # each checkout runs from its own root, where `python -m emocompose` finds its own package
+    trees = {"this": (env, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
+    if args.baseline:
+        root = os.path.abspath(args.baseline)
+        trees["baseline"] = ({**env, "PYTHONPATH": root}, root)
+    base = ["--emotion", "happy", "--seed", "0"] + (["--model", args.model] if args.model else [])
+    cases = {
+        "bars 1": (base + ["--bars", "1"], 1),
+        "bars 20": (base + ["--bars", "20"], 1),
+        "count 8, bars 20": (base + ["--bars", "20", "--count", "8"], 1),
+        "two bars-20 at once": (base + ["--bars", "20"], 2),
+    }
+    best = {(tree, name): (float("inf"), 0.0) for tree in trees for name in cases}
+    for _ in range(args.tries):  # interleaved, so a slow moment of the machine hits every case
+        for tree, (tree_env, cwd) in trees.items():
+            for name, (a, n) in cases.items():
+                s, mb = run(a, tree_env, n, cwd)
+                best[tree, name] = (min(best[tree, name][0], s), max(best[tree, name][1], mb))
+    for tree in trees:
+        print(f"{tree}:")
+        for name in cases:
+            s, mb = best[tree, name]
+            print(f"  {name:22s} {s:6.2f} s   peak {mb:5.0f} MB")
+        one, twenty = best[tree, "bars 1"][0], best[tree, "bars 20"][0]
+        print(f"  bars 20 / bars 1:          {twenty / one:.2f}  (target <= 1.6)")
+        print(f"  count 8 / count 1:         {best[tree, 'count 8, bars 20'][0] / twenty:.2f}  (target <= 1.6)")
+        print(f"  two at once / one alone:   {best[tree, 'two bars-20 at once'][0] / twenty:.2f}  (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()
