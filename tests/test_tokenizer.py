@@ -106,24 +106,22 @@ def test_bars_over_L_are_kept_not_dropped():
 
 
 @needs(EMOPIA)
-@pytest.mark.parametrize("k", range(0, 1078, 97))
-def test_real_emopia_roundtrip(k):
-    files = sorted(EMOPIA.glob("*.mid"))
-    _, _, ids, _, ids2, _ = roundtrip(files[k].read_bytes(), files[k].name)
-    assert np.array_equal(ids, ids2)
+def test_real_emopia_roundtrip():
+    """Every 97th EMOPIA clip (12 of 1,078); one test, so a clone without the data skips one."""
+    for f in sorted(EMOPIA.glob("*.mid"))[::97]:
+        _, _, ids, _, ids2, _ = roundtrip(f.read_bytes(), f.name)
+        assert np.array_equal(ids, ids2), f.name
 
 
 @needs(POP909)
-@pytest.mark.parametrize("song", ["001", "250", "617", "909"])
-def test_real_pop909_roundtrip_with_beat_file(song):
-    path = POP909 / song / f"{song}.mid"
-    piece = TOK.load(path)  # bars from beat_midi.txt
-    assert piece.bar_bpm is not None and np.median(piece.bar_positions) == 16
-    grid = TOK.grid(piece)
-    ids, _ = TOK.encode(grid)
-    back = TOK.to_midi(TOK.decode(ids))
-    ids2, _ = TOK.encode(TOK.grid(TOK.load("b.mid", data=back, beats="ignore")))
-    assert np.array_equal(ids, ids2)
+def test_real_pop909_roundtrip_with_beat_file():
+    for song in ("001", "250", "617", "909"):
+        piece = TOK.load(POP909 / song / f"{song}.mid")  # bars from beat_midi.txt
+        assert piece.bar_bpm is not None and np.median(piece.bar_positions) == 16
+        ids, _ = TOK.encode(TOK.grid(piece))
+        back = TOK.to_midi(TOK.decode(ids))
+        ids2, _ = TOK.encode(TOK.grid(TOK.load("b.mid", data=back, beats="ignore")))
+        assert np.array_equal(ids, ids2), song
 
 
 def test_bar_offsets_point_at_bar_tokens():

@@ -125,15 +125,6 @@ class XLLayer(nn.Module):
         return self.attn.qkv(hx).split(hx.shape[-1], dim=-1)
 
 
-def right_align(h: torch.Tensor, lens: torch.Tensor, m: int) -> torch.Tensor:
-    """(N, n, d) bars with `lens` real tokens at the front -> (N, m, d) with them at the end."""
-    N, n, d = h.shape
-    j = torch.arange(m, device=h.device)
-    src = (j[None] - (m - lens[:, None])).clamp(0, n - 1)  # (N, m)
-    flat = (torch.arange(N, device=h.device)[:, None] * n + src).reshape(-1)
-    return h.reshape(N * n, d).index_select(0, flat).view(N, m, d)
-
-
 def _gather(src: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """src[idx] for row indices of any shape, by index_select: its backward adds rows with
     index_add_, several times faster on a CPU than the accumulating index_put_ of src[idx]."""
@@ -318,7 +309,7 @@ class StepCache:
 
     def _start(self, stack, kv, mem_lens, capacity, weights) -> None:
         """kv: per layer, the memory's keys (B, h, k, m), transposed, and values (B, h, m, k)."""
-        self.stack, self.w, self.mem_lens = stack, weights, mem_lens
+        self.stack, self.w = stack, weights
         B, h, k, m = kv[0][0].shape
         dev = mem_lens.device
         self.m, self.t, self.cap = m, 0, capacity
@@ -378,11 +369,7 @@ class StepCache:
             p = torch.softmax(scores, -1, dtype=torch.float32).to(x.dtype)
             y = torch.bmm(p, self.v[i].narrow(2, 0, klen).reshape(B * w.h, klen, w.k)).view(B, d)
             x = x + F.linear(y, w.o)
-            f = F.linear(F.layer_norm(x, (d,), *w.ln2), *w.ff1)
-            # GELU written out, x Phi(x): the same function as F.gelu to 1e-6, and a third of
-            # its time on one row (the fused kernel is slow on small inputs, measured)
-            f = torch.erf(f * 0.7071067811865476).add_(1.0).mul_(f).mul_(0.5)
-            x = x + F.linear(f, *w.ff2)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (d,), *w.ln2), *w.ff1)), *w.ff2)
         self.t += 1
         return F.layer_norm(x, (d,), *self.w.ln)
 
