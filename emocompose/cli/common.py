@@ -13,6 +13,7 @@ import typer
 from emocompose import presets
 from emocompose.console import progress, say
 
+
 def batch(items: list[str], work: Callable[[str], None], what: str = "file") -> int:
     """`outputs.run_batch` with a progress bar on a terminal's stderr when there are several."""
     from emocompose.outputs import run_batch
