@@ -51,18 +51,19 @@ def generate(
     from emocompose.outputs import Destination, check_limits
 
     # every check before the model loads
-    check_limits(bars=bars, count=count, candidates=check_candidates(candidates, paper))
+    n = check_candidates(candidates, paper)
+    check_limits(bars=bars, count=count, candidates=n)
     target_levels(emotion, arousal, valence)
     check_key(key, paper)
     dest = Destination(out, many=count > 1)
     t0 = time.perf_counter()
-    composer = load_composer(model, batch=count * check_candidates(candidates, paper))
+    composer = load_composer(model, batch=count * n)
     results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
                                 temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
                                 paper=paper, candidates=candidates)  # fmt: skip
     for i, r in enumerate(results):
         emit(dest, r, f"{r.emotion}_{seed}_{i}.mid", composer, as_json, t0,
-              **({"key": r.info["key"]} if r.info.get("key") else {}))  # fmt: skip
+             **({"key": r.info["key"]} if r.info.get("key") else {}))  # fmt: skip
 
 
 @app.command()
@@ -97,7 +98,7 @@ def transform(
     from emocompose.errors import UsageError
     from emocompose.outputs import Destination, check_limits
 
-    check_candidates(candidates, paper)
+    n = check_candidates(candidates, paper)
     to = parse_emotion(to)
     if source:
         parse_emotion(source)
@@ -108,7 +109,7 @@ def transform(
     dest = Destination(out, many=len(files) > 1)
     name_of = lambda path: f"{'stdin' if path == '-' else Path(path).stem}_to_{to}.mid"
     todo = [f for f in files if not (skip_existing and dest.exists(name_of(f)))]
-    composer = load_composer(model, batch=check_candidates(candidates, paper)) if todo else None
+    composer = load_composer(model, batch=n) if todo else None
 
     def one(path: str) -> None:
         t0 = time.perf_counter()
@@ -121,7 +122,7 @@ def transform(
         print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
               f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
         emit(dest, r, name_of(path), composer, as_json, t0, input=path, source_emotion=r.info["source_emotion"],
-              q=q, **{"lambda": lam}, **({"source_key": key[0], "key": key[1]} if key else {}))  # fmt: skip
+             q=q, **{"lambda": lam}, **({"source_key": key[0], "key": key[1]} if key else {}))  # fmt: skip
 
     code = batch(todo, one) if todo else EXIT_OK
     if len(todo) < len(files):
