@@ -146,32 +146,62 @@ class Composer:
     def transform_many(self, grid: Grid, targets: list[tuple[str, float]], *, source: str | None = None,
                        seed: int = 0, temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p,
                        paper: bool = False, candidates: int | None = None) -> list[Result]:  # fmt: skip
-        """Several (emotion, lambda) targets for one piece: encoded once, decoded as one batch,
-        `candidates` decodings of each (the same latents, other token draws; see `best_of`)."""
+        """Several (emotion, lambda) targets for one piece: see `transform_pieces`."""
+        return self.transform_pieces([(grid, targets, source)], seed=seed, temperature=temperature, top_p=top_p,
+                                     paper=paper, candidates=candidates)[0]  # fmt: skip
+
+    def transform_pieces(self, pieces: list[tuple[Grid, list[tuple[str, float]], str | None]], *, seed: int = 0,
+                         temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p, paper: bool = False,
+                         candidates: int | None = None) -> list[list[Result]]:  # fmt: skip
+        """Several pieces, each with its (emotion, lambda) targets and its emotion if known (else
+        None): each piece encoded once, `candidates` decodings of each target (the same latents,
+        other token draws; see `best_of`), and the pieces of one length decoded as one batch."""
         import torch
 
-        targets = [(emotions.parse_emotion(to), check_lambda(lam)) for to, lam in targets]
-        src = emotions.EMOTIONS[emotions.parse_emotion(source)] if source else None
-        encoded = self.trained.encode(grid)
-        n = check_candidates(candidates, paper) if any(lam > 0 for _, lam in targets) else 1
-        shifted = [latents.shifted_latents(self.trained, grid, emotions.EMOTIONS[to], lam, src, encoded, paper)
-                   for to, lam in targets]  # fmt: skip
-        z_r = torch.stack([z[0] for z, _ in shifted for _ in range(n)])
-        z_k = torch.stack([z[1] for z, _ in shifted for _ in range(n)])
-        plans = [self.trained.plan(grid, grid.n_bars)] * (len(targets) * n)
-        outs = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
-        # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
-        levels = [tuple(lam * x for x in emotions.levels(to)) for to, lam in targets]
-        picks = self.best_of(outs, levels, n)[0]
-        return [Result(outs[j], to, seed, {**info, "candidates": n})
-                for j, (to, _), (_, info) in zip(picks, targets, shifted)]  # fmt: skip
+        prepared = []  # per piece: its grid, targets, shifted latents and info, decodings per target
+        for grid, targets, source in pieces:
+            targets = [(emotions.parse_emotion(to), check_lambda(lam)) for to, lam in targets]
+            src = emotions.EMOTIONS[emotions.parse_emotion(source)] if source else None
+            encoded = self.trained.encode(grid)
+            n = check_candidates(candidates, paper) if any(lam > 0 for _, lam in targets) else 1
+            shifted = [latents.shifted_latents(self.trained, grid, emotions.EMOTIONS[to], lam, src, encoded, paper)
+                       for to, lam in targets]  # fmt: skip
+            prepared.append((grid, targets, shifted, n))
+        decoded: list[list[Grid]] = [[] for _ in prepared]
+        by_length: dict[int, list[int]] = {}
+        for k, (grid, *_) in enumerate(prepared):
+            by_length.setdefault(grid.n_bars, []).append(k)
+        for ks in by_length.values():
+            rows = [(k, z) for k in ks for z, _ in prepared[k][2] for _ in range(prepared[k][3])]
+            plans = [self.trained.plan(prepared[k][0], prepared[k][0].n_bars) for k, _ in rows]
+            z_r, z_k = torch.stack([z[0] for _, z in rows]), torch.stack([z[1] for _, z in rows])
+            for (k, _), g in zip(rows, self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))):
+                decoded[k].append(g)
+        results = []
+        for (_, targets, shifted, n), outs in zip(prepared, decoded):
+            # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
+            levels = [tuple(lam * x for x in emotions.levels(to)) for to, lam in targets]
+            picks = self.best_of(outs, levels, n)[0]
+            results.append([Result(outs[j], to, seed, {**info, "candidates": n})
+                            for j, (to, _), (_, info) in zip(picks, targets, shifted)])  # fmt: skip
+        return results
 
     def swap(self, a: Grid, b: Grid, feature: str, *, seed: int = 0, temperature: float = REWRITE.temperature,
              top_p: float = REWRITE.top_p) -> Result:  # fmt: skip
         """Rhythm: z_r from B, z_k from A; key: z_k from B, z_r from A. The output has A's bars
         (meter, tempo, tracks); when B is shorter its bars repeat from its start."""
-        check_feature(feature)
-        z_r, z_k = latents.swapped_latents(self.trained.encode(a), self.trained.encode(b), feature)
-        plan = self.trained.plan(a, a.n_bars)
-        out = self.trained.decode(z_r[None], z_k[None], [plan], SamplingConfig(temperature, top_p, seed))[0]
-        return Result(out, feature, seed, {"feature": feature, "bars_a": a.n_bars, "bars_b": b.n_bars})
+        return self.swap_many(a, b, [feature], seed=seed, temperature=temperature, top_p=top_p)[0]
+
+    def swap_many(self, a: Grid, b: Grid, features: list[str], *, seed: int = 0,
+                  temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p) -> list[Result]:  # fmt: skip
+        """`swap` for several features of one pair: each piece encoded once, one batch decoded."""
+        import torch
+
+        for feature in features:
+            check_feature(feature)
+        ea, eb = self.trained.encode(a), self.trained.encode(b)
+        zs = [latents.swapped_latents(ea, eb, feature) for feature in features]
+        z_r, z_k = torch.stack([z[0] for z in zs]), torch.stack([z[1] for z in zs])
+        plans = [self.trained.plan(a, a.n_bars)] * len(features)
+        outs = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
+        return [Result(o, f, seed, {"feature": f, "bars_a": a.n_bars, "bars_b": b.n_bars}) for o, f in zip(outs, features)]

@@ -200,27 +200,34 @@ class Evaluation:
         sweep = []  # per clip: P(high) per axis at each lambda toward the opposite quadrant
         reached = []  # per clip: judged quadrant == opposite quadrant, per lambda
         kept = []  # per clip: cosine of the output's per-bar rhythm to the source's, per lambda
+        jobs = {q: [(t, 1.0) for t in NAMES if t != NAMES[q]]
+                + [(opposite(NAMES[q]), lam) for lam in cfg.lambdas if lam != 1.0] for q in range(4)}  # fmt: skip
+        # the n-th clip of each quadrant together: the clips of one length decode as one batch
+        outs = {}
+        for n in range(cfg.clips):
+            clips = [(q, idx[n]) for q, idx in enumerate(self.clips) if n < len(idx)]
+            for qi, out in zip(clips, self.c.transform_pieces(
+                    [(r.grids[i], jobs[q], NAMES[q]) for q, i in clips], seed=cfg.seed + n,
+                    temperature=REWRITE.temperature, top_p=REWRITE.top_p, paper=cfg.paper, candidates=cfg.candidates)):
+                outs[qi] = out
+            self._tick("transform", sum(len(jobs[q]) for q, _ in clips))
         for q, idx in enumerate(self.clips):
+            src, opp = NAMES[q], opposite(NAMES[q])
+            others = [t for t in NAMES if t != src]
+            at = {lam: k for k, (_, lam) in enumerate(jobs[q][3:], start=3)}
+            at[1.0] = others.index(opp)
+            order = [at[lam] for lam in cfg.lambdas]
             for i in idx:
-                src = NAMES[q]
-                others = [t for t in NAMES if t != src]
-                opp = opposite(src)
-                jobs = [(t, 1.0) for t in others] + [(opp, lam) for lam in cfg.lambdas if lam != 1.0]
-                out = self.c.transform_many(r.grids[i], jobs, source=src, seed=cfg.seed + i, temperature=REWRITE.temperature, top_p=REWRITE.top_p,
-                                            paper=cfg.paper, candidates=cfg.candidates)  # fmt: skip
+                out = outs[q, i]
                 p_high = self.judge.prob_high(self.feats([o.grid for o in out]))
                 judged = judge.quadrants((p_high >= 0.5).astype(int))
                 targets_all += [NAMES.index(t) for t in others]
                 judged_all += judged[:3].tolist()
                 sources_all += [q] * 3
-                at = {lam: k for k, (_, lam) in enumerate(jobs[3:], start=3)}
-                at[1.0] = others.index(opp)
-                order = [at[lam] for lam in cfg.lambdas]
                 sweep.append(p_high[order])
                 reached.append(judged[order] == NAMES.index(opp))
                 source_rhythm = features.rhythm(r.grids[i])
                 kept.append([_cosine(features.rhythm(out[k].grid), source_rhythm) for k in order])
-                self._tick("transform", len(jobs))
         t, j, s = np.array(targets_all), np.array(judged_all), np.array(sources_all)
         success = np.full((4, 4), np.nan)
         for q in range(4):
@@ -244,7 +251,8 @@ class Evaluation:
         }
 
     def swap(self) -> dict:
-        """Each pair swapped both ways round; A's and B's features computed once per pair."""
+        """Each pair swapped both ways round (one decoding batch); A's and B's features computed
+        once per pair."""
         r = self.real
         pairs = [(i, j) for q in range(4) for i, j in zip(self.clips[q], self.clips[(q + 2) % 4])]
         sims = {"rhythm": [], "key": []}
@@ -253,11 +261,10 @@ class Evaluation:
             idx = np.arange(a.n_bars) % b.n_bars
             fr_a, fr_b = features.rhythm(a), features.rhythm(b)[idx]
             fk_a, fk_b = _key_onehot(a, self.conf), _key_onehot(b, self.conf)[idx]
-            for feature in sims:
-                o = self.c.swap(a, b, feature, seed=self.cfg.seed + n).grid
-                fr, fk = features.rhythm(o), _key_onehot(o, self.conf)
+            for feature, res in zip(sims, self.c.swap_many(a, b, list(sims), seed=self.cfg.seed + n)):
+                fr, fk = features.rhythm(res.grid), _key_onehot(res.grid, self.conf)
                 sims[feature].append([_cosine(fr, fr_a), _cosine(fr, fr_b), _cosine(fk, fk_a), _cosine(fk, fk_b)])
-                self._tick("swap", 1)
+            self._tick("swap", len(sims))
         out = {}
         for feature, rows in sims.items():
             if not rows:

@@ -474,3 +474,18 @@ def test_generated_pieces_are_what_their_files_hold(tiny_model):
         back = c.tok.grid(c.tok.load("x.mid", data=c.tok.to_midi(r.grid)))
         for k in ("bar", "pos", "track", "pitch", "vel", "dur"):
             assert np.array_equal(getattr(back, k), getattr(r.grid, k)), k
+
+
+def test_pieces_transformed_together_come_back_to_their_own_piece(composer):
+    """transform_pieces batches pieces of one length: each gets its own outputs (a bass-only
+    piece's come back bass-only), and a piece alone at its length decodes as it would alone."""
+    song = composer.tok.grid(composer.tok.load("s.mid", data=SONG))  # piano and bass, 3 bars
+    bass = composer.tok.grid(composer.tok.load("b.mid", data=midi_bytes([(33, False, scale(36, bars=3))])))
+    longer = composer.tok.grid(composer.tok.load("l.mid", data=midi_bytes([(0, False, scale(60, bars=5))])))
+    jobs = [("sad", 1.0), ("calm", 0.5)]
+    together = composer.transform_pieces([(song, jobs, None), (bass, jobs, "happy"), (longer, jobs, None)], seed=4)
+    assert [[r.grid.n_bars for r in rs] for rs in together] == [[3, 3], [3, 3], [5, 5]]
+    assert all(set(r.grid.track.tolist()) <= set(bass.track.tolist()) for r in together[1])
+    assert [r.info["source_emotion"] for r in together[1]] == ["happy", "happy"]
+    alone = composer.transform_many(longer, jobs, seed=4)
+    assert [composer.tok.to_midi(r.grid) for r in together[2]] == [composer.tok.to_midi(r.grid) for r in alone]

@@ -126,15 +126,15 @@ class Echo:
     def __init__(self, composer):
         self.tok, self.trained = composer.tok, composer.trained
 
-    def transform_many(self, grid, jobs, **kw):
+    def transform_pieces(self, pieces, **kw):
         from emocompose.compose import Result
 
-        return [Result(grid, to, 0, {}) for to, _ in jobs]
+        return [[Result(grid, to, 0, {}) for to, _ in jobs] for grid, jobs, _ in pieces]
 
-    def swap(self, a, b, feature, **kw):
+    def swap_many(self, a, b, features, **kw):
         from emocompose.compose import Result
 
-        return Result(b.bar_slice(0, a.n_bars) if feature == "rhythm" else a, feature, 0, {})
+        return [Result(b.bar_slice(0, a.n_bars) if f == "rhythm" else a, f, 0, {}) for f in features]
 
 
 def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tiny_model, tiny_dataset, tmp_path):
