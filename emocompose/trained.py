@@ -92,7 +92,7 @@ class TrainedModel:
         out = []
         for axis, mu in enumerate((mu_r, mu_k)):
             mask = torch.ones(1, len(mu), dtype=torch.bool, device=self.device)
-            out.append(torch.log_softmax(self.model.priors()[axis].class_logits(mu[None], mask), -1)[0])
+            out.append(self.model.priors()[axis].log_q(mu[None], mask)[0])
         return out
 
     def classify(self, mu_r, mu_k) -> dict:

@@ -171,7 +171,7 @@ class CDGMVAE(nn.Module):
         for axis, (prior, mu, lv, z) in enumerate(((self.prior_r, mu_r, lv_r, z_r), (self.prior_k, mu_k, lv_k, z_k))):
             lab = labels[:, axis]
             has = lab >= 0
-            logq = torch.log_softmax(prior.class_logits(z, bar_mask), dim=-1)  # (b, 2)
+            logq = prior.log_q(z, bar_mask)  # (b, 2)
             q = logq.exp()
             w = torch.where(has[:, None], F.one_hot(lab.clamp_min(0), 2).to(q.dtype), q)
             kl = prior.kl(mu, lv, w, cfg.alpha)  # (b, t, latent)

@@ -45,6 +45,11 @@ class MixturePrior(nn.Module):
         mean_ll = (ll * w).sum(1) / w.sum(1).clamp_min(1.0)
         return mean_ll + self.log_py
 
+    def log_q(self, z: torch.Tensor, bar_mask: torch.Tensor) -> torch.Tensor:
+        """(b, 2) log q(y|x) of each piece: what training scores against labels and what
+        `TrainedModel` reports as the emotion it hears."""
+        return torch.log_softmax(self.class_logits(z, bar_mask), dim=-1)
+
     def kl(self, mu: torch.Tensor, logvar: torch.Tensor, weights: torch.Tensor, alpha: float) -> torch.Tensor:
         """Per-dimension KL_z with the variance penalty alpha, shape (b, t, latent).
 
