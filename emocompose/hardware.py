@@ -112,12 +112,13 @@ THREADS_ENV = "EMOCOMPOSE_THREADS"
 
 def set_decoding_threads(batch: int) -> int:
     """The CPU threads a command decoding `batch` pieces at once uses, set for this process:
-    $EMOCOMPOSE_THREADS if set, else torch's own choice if $OMP_NUM_THREADS is set, else one
-    thread for a single piece and every core for a batch. Why: one piece is a chain of small
-    operations that a second thread does not speed up (measured 2.9 against 3.1 s for 20 bars
-    here), and several processes that each spin up a thread per core fight over the cores:
-    two 20-bar `generate` started together on 2 cores took 24 to 192 s, against 6.9 s with one
-    thread each. A batch of 8 does gain from a second core (8.2 against 12.6 s, 2 cores)."""
+    $EMOCOMPOSE_THREADS if set, else torch's own choice if $OMP_NUM_THREADS is set or for a
+    batch, else one thread for a single piece. Why: a second thread makes one piece only about
+    a tenth faster on an otherwise idle machine (its tokens are a chain of small operations),
+    while processes that each spin up a thread per core fight over the cores: two 20-bar
+    `generate` started together on 2 cores took 24 to 192 s, and 2.9 s with one thread each
+    (`benchmarks/generate_speed.py`). A batch gains more from the cores (8 pieces: 8.2 against
+    12.6 s on 2 cores)."""
     import torch
 
     if os.environ.get(THREADS_ENV):
@@ -126,6 +127,6 @@ def set_decoding_threads(batch: int) -> int:
         except ValueError:
             raise UsageError(f"{THREADS_ENV} must be a whole number of threads, not {os.environ[THREADS_ENV]!r}") from None
         torch.set_num_threads(max(1, n))
-    elif not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(1 if batch == 1 else os.cpu_count() or 1)
+    elif batch == 1 and not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(1)
     return torch.get_num_threads()

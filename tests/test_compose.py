@@ -489,3 +489,20 @@ def test_pieces_transformed_together_come_back_to_their_own_piece(composer):
     assert [r.info["source_emotion"] for r in together[1]] == ["happy", "happy"]
     alone = composer.transform_many(longer, jobs, seed=4)
     assert [composer.tok.to_midi(r.grid) for r in together[2]] == [composer.tok.to_midi(r.grid) for r in alone]
+
+
+def test_decoding_threads_one_for_a_piece_and_a_bad_setting_is_a_usage_error(monkeypatch):
+    from emocompose.hardware import THREADS_ENV, set_decoding_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv(THREADS_ENV, raising=False)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert set_decoding_threads(1) == 1
+        monkeypatch.setenv(THREADS_ENV, "3")
+        assert set_decoding_threads(1) == 3
+        monkeypatch.setenv(THREADS_ENV, "many")
+        with pytest.raises(UsageError, match=THREADS_ENV):
+            set_decoding_threads(1)
+    finally:
+        torch.set_num_threads(before)
