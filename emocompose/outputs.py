@@ -63,15 +63,9 @@ class Destination:
     def write(self, name: str, data: bytes) -> str:
         """Write one output; returns where it went ('-' for stdout). A file named by `out` is
         replaced; an automatic name is claimed, never overwriting."""
-        from emocompose.atomic import write_bytes
-
         path = self.path_for(name)
-        if path is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
-            return "-"
-        if path == Path(self.out or "."):
-            write_bytes(path, data)
+        if path is None or path == Path(self.out or "."):  # stdout, or the file `out` names
+            write_or_stdout(self.out, data)
             return str(self.out)
         return str(claim(path.parent, path.name, data))  # the atomic write makes a missing folder
 

@@ -20,12 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from emocompose.midi import TRACKS
 from emocompose.presets import SamplingConfig
 from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, TEMPO, VELOCITY, Vocab
 
 # grammar states: what the last token was
 AFTER_BAR, AFTER_BAR_TEMPO, AFTER_POSITION, AFTER_MID_TEMPO, AFTER_PITCH, AFTER_VELOCITY, AFTER_DURATION = range(7)
 _STATE_AFTER = {POSITION: AFTER_POSITION, PITCH: AFTER_PITCH, VELOCITY: AFTER_VELOCITY}
+ALL_TRACKS = tuple(range(len(TRACKS)))  # the track classes a note may take when a plan names none
 
 
 @dataclass
@@ -56,12 +58,12 @@ class Grammar:
         self.ends = np.flatnonzero(self.end)
         self.pos0, _ = span(POSITION)
         self.tempos, self.pitch0 = np.arange(*span(TEMPO)), span(PITCH)[0]
-        self.velocity = [np.flatnonzero((k == VELOCITY) & (vocab.track == t)) for t in range(5)]
-        self.duration = [np.flatnonzero((k == DURATION) & (vocab.track == t)) for t in range(5)]
+        self.velocity = [np.flatnonzero((k == VELOCITY) & (vocab.track == t)) for t in ALL_TRACKS]
+        self.duration = [np.flatnonzero((k == DURATION) & (vocab.track == t)) for t in ALL_TRACKS]
         self._cache: dict[tuple, tuple[np.ndarray, int, int]] = {}
 
     def allowed(self, state: int, pos: int, bar_pos: int, track: int, length: int,
-                tracks: tuple[int, ...] = (0, 1, 2, 3, 4)) -> tuple[np.ndarray, int, int]:  # fmt: skip
+                tracks: tuple[int, ...] = ALL_TRACKS) -> tuple[np.ndarray, int, int]:  # fmt: skip
         """The ids allowed after `state` (pos: the last Position, -1 before any; bar_pos: the
         bar's grid steps; track: of the pending note; length: tokens in the bar so far; tracks:
         the track classes a note may take), and where the pitches among them start and end."""
@@ -154,7 +156,7 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
         d = model.config.d
         mems = [torch.zeros(B, 1, d, device=device) for _ in model.dec.layers]
         mem_lens = torch.zeros(B, dtype=torch.long, device=device)
-    tracks = [tuple(sorted(p.tracks)) if p.tracks is not None else (0, 1, 2, 3, 4) for p in plans]
+    tracks = [tuple(sorted(p.tracks)) if p.tracks is not None else ALL_TRACKS for p in plans]
     out: list[list[np.ndarray]] = [[] for _ in range(B)]
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=StepWeights(model.dec, 2 * L + 8))
     for t in range(T):
