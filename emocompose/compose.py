@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from emocompose import emotions, latents
-from emocompose.errors import UsageError
+from emocompose import emotions, latents, rewrite
+from emocompose.errors import InputError, UsageError
 from emocompose.features import KEY_NAMES, parse_key
-from emocompose.presets import BARS, CANDIDATES, COHERENCE, GENERATE, REWRITE, SamplingConfig
+from emocompose.presets import BARS, CANDIDATES, COHERENCE, GENERATE, MODE_LAMBDA, REWRITE, SamplingConfig
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
 
@@ -45,6 +45,12 @@ def check_lambda(lam: float) -> float:
     if not 0.0 <= lam <= 1.0:
         raise UsageError(f"lambda must be in [0, 1], got {lam}")
     return lam
+
+
+def check_keep(keep: str) -> str:
+    if keep not in rewrite.KEEP:
+        raise UsageError(f"keep must be melody or none, got {keep!r}")
+    return keep
 
 
 def check_feature(feature: str) -> str:
@@ -137,71 +143,125 @@ class Composer:
 
     def transform(self, grid: Grid, to: str, lam: float, *, source: str | None = None, seed: int = 0,
                   temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p, paper: bool = False,
-                  candidates: int | None = None) -> Result:  # fmt: skip
-        """Shift the piece's latents toward emotion `to` by lam in [0, 1]; meter, tempo and
-        track layout are kept. lam = 0 re-decodes the piece from its own latents."""
+                  candidates: int | None = None, keep: str = "melody") -> Result:  # fmt: skip
+        """Shift the piece's latents toward emotion `to` by lam in [0, 1] and decode the piece
+        again around its melody (`keep="melody"`, see `rewrite`) or from the latents alone
+        (`keep="none"`); meter and instruments are kept, tempo follows the target's arousal.
+        lam = 0 re-decodes the piece from its own latents."""
         return self.transform_many(grid, [(to, lam)], source=source, seed=seed, temperature=temperature,
-                                   top_p=top_p, paper=paper, candidates=candidates)[0]  # fmt: skip
+                                   top_p=top_p, paper=paper, candidates=candidates, keep=keep)[0]  # fmt: skip
 
     def transform_many(self, grid: Grid, targets: list[tuple[str, float]], *, source: str | None = None,
                        seed: int = 0, temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p,
-                       paper: bool = False, candidates: int | None = None) -> list[Result]:  # fmt: skip
+                       paper: bool = False, candidates: int | None = None, keep: str = "melody") -> list[Result]:  # fmt: skip
         """Several (emotion, lambda) targets for one piece: see `transform_pieces`."""
         return self.transform_pieces([(grid, targets, source)], seed=seed, temperature=temperature, top_p=top_p,
-                                     paper=paper, candidates=candidates)[0]  # fmt: skip
+                                     paper=paper, candidates=candidates, keep=keep)[0]  # fmt: skip
 
     def transform_pieces(self, pieces: list[tuple[Grid, list[tuple[str, float]], str | None]], *, seed: int = 0,
                          temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p, paper: bool = False,
-                         candidates: int | None = None) -> list[list[Result]]:  # fmt: skip
+                         candidates: int | None = None, keep: str = "melody") -> list[list[Result]]:  # fmt: skip
         """Several pieces, each with its (emotion, lambda) targets and its emotion if known (else
         None): each piece encoded once, `candidates` decodings of each target (the same latents,
-        other token draws; see `best_of`), and the pieces of one length decoded as one batch."""
+        other token draws; see `best_of`), and the pieces of one length decoded as one batch.
+        `paper` is the paper's operation alone: it keeps nothing but the latents."""
         import torch
 
-        prepared = []  # per piece: its grid, targets, shifted latents and info, decodings per target
+        from emocompose.hold import MelodyHold, check_room
+        from emocompose.melody import piano_view
+
+        keep = "none" if paper else check_keep(keep)
+        config = self.tok.config
+        prepared = []  # per piece: its grid, the piano view, per target: latents, info, melody, tempo
         for grid, targets, source in pieces:
             targets = [(emotions.parse_emotion(to), check_lambda(lam)) for to, lam in targets]
             src = emotions.EMOTIONS[emotions.parse_emotion(source)] if source else None
-            encoded = self.trained.encode(grid)
+            view = piano_view(grid)
+            if not view.n_notes:
+                raise InputError("no pitched notes to rewrite")
+            encoded = self.trained.encode(view)
             n = check_candidates(candidates, paper) if any(lam > 0 for _, lam in targets) else 1
-            shifted = [latents.shifted_latents(self.trained, grid, emotions.EMOTIONS[to], lam, src, encoded, paper)
-                       for to, lam in targets]  # fmt: skip
-            prepared.append((grid, targets, shifted, n))
+            rows = []
+            for to, lam in targets:
+                z, info = latents.shifted_latents(self.trained, view, emotions.EMOTIONS[to], lam, src, encoded, paper)
+                heard = emotions.EMOTIONS[info["source_emotion"]]
+                mel = rewrite.held_melody(grid, config, emotions.EMOTIONS[to], lam) if keep == "melody" else None
+                budget = None
+                if mel is not None:
+                    check_room(mel, grid.bar_starts, config.max_bar_tokens)
+                    if lam >= MODE_LAMBDA:  # below it the held rhythm bounds the notes already
+                        budget = rewrite.note_budget(grid, mel, emotions.EMOTIONS[to], lam)
+                rows.append((z, info, mel, rewrite.tempo_bins(grid, config, emotions.EMOTIONS[to], heard, lam), budget))
+            prepared.append((grid, view, targets, rows, n))
         decoded: list[list[Grid]] = [[] for _ in prepared]
         by_length: dict[int, list[int]] = {}
         for k, (grid, *_) in enumerate(prepared):
             by_length.setdefault(grid.n_bars, []).append(k)
         for ks in by_length.values():
-            rows = [(k, z) for k in ks for z, _ in prepared[k][2] for _ in range(prepared[k][3])]
-            plans = [self.trained.plan(prepared[k][0], prepared[k][0].n_bars) for k, _ in rows]
-            z_r, z_k = torch.stack([z[0] for _, z in rows]), torch.stack([z[1] for _, z in rows])
-            for (k, _), g in zip(rows, self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))):
+            batch = [(k, r) for k in ks for r in prepared[k][3] for _ in range(prepared[k][4])]
+            plans = []
+            for k, (_, info, mel, tempo, budget) in batch:
+                view = prepared[k][1]
+                # below half way the source's rhythm and harmony are held too, from there on the model's
+                held = view if info["lambda"] < MODE_LAMBDA else None
+                plan = self.trained.plan(replace(view, bar_tempo=tempo), view.n_bars)
+                if mel is not None:
+                    plan.hold = MelodyHold(self.tok.vocab, mel, view.bar_starts, held, budget=budget)
+                plans.append(plan)
+            z_r, z_k = torch.stack([r[0][0] for _, r in batch]), torch.stack([r[0][1] for _, r in batch])
+            for (k, r), g in zip(batch, self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))):
                 decoded[k].append(g)
         results = []
-        for (_, targets, shifted, n), outs in zip(prepared, decoded):
+        for (grid, _, targets, rows, n), outs in zip(prepared, decoded):
             # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
             levels = [tuple(lam * x for x in emotions.levels(to)) for to, lam in targets]
             picks = self.best_of(outs, levels, n)[0]
-            results.append([Result(outs[j], to, seed, {**info, "candidates": n})
-                            for j, (to, _), (_, info) in zip(picks, targets, shifted)])  # fmt: skip
+            kept = [rewrite.restore_instruments(outs[j], grid, row[2]) for j, row in zip(picks, rows)]
+            results.append([Result(out, to, seed, {**info, "candidates": n, "keep": keep,
+                                                   "warning": rewrite.gutted(out, grid)})
+                            for out, (to, _), (_, info, *_) in zip(kept, targets, rows)])  # fmt: skip
         return results
 
     def swap(self, a: Grid, b: Grid, feature: str, *, seed: int = 0, temperature: float = REWRITE.temperature,
-             top_p: float = REWRITE.top_p) -> Result:  # fmt: skip
+             top_p: float = REWRITE.top_p, keep: str = "melody") -> Result:  # fmt: skip
         """Rhythm: z_r from B, z_k from A; key: z_k from B, z_r from A. The output has A's bars
-        (meter, tempo, tracks); when B is shorter its bars repeat from its start."""
-        return self.swap_many(a, b, [feature], seed=seed, temperature=temperature, top_p=top_p)[0]
+        (meter, tempo, instruments); when B is shorter its bars repeat from its start. With
+        `keep="melody"` a key swap also carries A's melody into B's key and mode, note for note
+        on A's rhythm (`rewrite.melody_in_key`), and the model writes the rest around it."""
+        return self.swap_many(a, b, [feature], seed=seed, temperature=temperature, top_p=top_p, keep=keep)[0]
 
     def swap_many(self, a: Grid, b: Grid, features: list[str], *, seed: int = 0,
-                  temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p) -> list[Result]:  # fmt: skip
+                  temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p,
+                  keep: str = "melody") -> list[Result]:  # fmt: skip
         """`swap` for several features of one pair: each piece encoded once, one batch decoded."""
         import torch
 
+        from emocompose.features import KEY_NAMES, global_key
+        from emocompose.hold import MelodyHold, check_room
+        from emocompose.melody import piano_view
+
         for feature in features:
             check_feature(feature)
-        ea, eb = self.trained.encode(a), self.trained.encode(b)
+        check_keep(keep)
+        va, vb = piano_view(a), piano_view(b)
+        for name, v in (("A", va), ("B", vb)):
+            if not v.n_notes:
+                raise InputError(f"piece {name} has no pitched notes")
+        ea, eb = self.trained.encode(va), self.trained.encode(vb)
         zs = [latents.swapped_latents(ea, eb, feature) for feature in features]
         z_r, z_k = torch.stack([z[0] for z in zs]), torch.stack([z[1] for z in zs])
-        plans = [self.trained.plan(a, a.n_bars)] * len(features)
+        key_b, plans, mels = global_key(b, self.tok.config), [], []
+        for feature in features:
+            plan = self.trained.plan(va, va.n_bars)
+            mel = None
+            if feature == "key" and keep == "melody":
+                mel = rewrite.melody_in_key(a, self.tok.config, key_b)
+                check_room(mel, va.bar_starts, self.tok.config.max_bar_tokens)
+                plan.hold = MelodyHold(self.tok.vocab, mel, va.bar_starts, va, harmony=False)
+            plans.append(plan)
+            mels.append(mel)
         outs = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
-        return [Result(o, f, seed, {"feature": f, "bars_a": a.n_bars, "bars_b": b.n_bars}) for o, f in zip(outs, features)]
+        return [Result(rewrite.restore_instruments(o, a, m), f, seed,
+                       {"feature": f, "bars_a": a.n_bars, "bars_b": b.n_bars, "keep": keep,
+                        **({"key": KEY_NAMES[key_b]} if f == "key" else {})})
+                for o, f, m in zip(outs, features, mels)]  # fmt: skip

@@ -84,6 +84,11 @@ def print_report(r: dict, out: str) -> None:
         t.add_row(f"  toward the opposite, lambda {' '.join(f'{x:g}' for x in lam['values'])}",
                   " ".join(f"{x:.2f}" for x in lam["reached_opposite"]), "")  # fmt: skip
         t.add_row("  its rhythm cosine to the source", " ".join(f"{x:.2f}" for x in lam["rhythm_to_source"]), "")
+        for way, m in r["rewrites"]["ways"].items():
+            t.add_row(f"  {way}: melody kept, lambda 0 / 1; reached at 1",
+                      f"{m['melody_kept'][0]:.2f} / {m['melody_kept'][-1]:.2f}; {m['reached_opposite'][-1]:.2f}", "")
+            t.add_row(f"  {way}: pitch classes / onsets like the source, lambda 0",
+                      f"{m['pitch_class_similarity'][0]:.2f} / {m['onset_similarity'][0]:.2f}", "")
     for feature, s in r["swap"].items():
         if not s["pairs"]:
             continue

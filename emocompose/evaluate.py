@@ -26,11 +26,12 @@ from typing import Callable
 import numpy as np
 
 from emocompose import features, judge, quality, realism
-from emocompose.compose import Composer, check_candidates
+from emocompose.compose import Composer, check_candidates, check_keep
 from emocompose.emotions import EMOTIONS, NAMES, opposite
 from emocompose.errors import ModelError, UsageError
 from emocompose.presets import BARS, GENERATE, REWRITE
 from emocompose.grid import Grid
+from emocompose.likeness import likeness
 from emocompose.tokenizer import Tokenizer
 
 
@@ -46,12 +47,14 @@ class EvalConfig:
     top_p: float = GENERATE.top_p
     paper: bool = False  # the paper's latent operations exactly (no coherence, no key table)
     candidates: int | None = None  # decodings per output (None: generate's default, 1 with paper)
+    keep: str = "melody"  # what transform holds (rewrite.KEEP); the other ways are measured beside it
 
     def __post_init__(self):
         if self.pieces < 1 or self.clips < 0:
             raise UsageError("pieces must be at least 1 and clips at least 0")
         # resolved here, so the report says how many
         object.__setattr__(self, "candidates", check_candidates(self.candidates, self.paper))
+        check_keep(self.keep)
 
 
 @dataclass
@@ -165,7 +168,8 @@ class Evaluation:
         self.clips = [[int(i) for i in test[by_q == q][: cfg.clips]] for q in range(4)]
         n_clips = sum(len(c) for c in self.clips)
         self.jobs_per_clip = 3 + sum(lam != 1.0 for lam in cfg.lambdas)
-        self.total = 4 * cfg.pieces + n_clips * self.jobs_per_clip + 2 * n_clips
+        # generate, transform, the two other ways of rewriting, swap
+        self.total = 4 * cfg.pieces + n_clips * self.jobs_per_clip + 2 * n_clips * len(cfg.lambdas) + 2 * n_clips
 
     def _tick(self, stage: str, n: int) -> None:
         self.done += n
@@ -194,8 +198,11 @@ class Evaluation:
                                for k, name in enumerate(NAMES)}  # fmt: skip
         return report, grids
 
-    def transform(self) -> dict:
+    def transform(self) -> tuple[dict, dict[tuple[int, int], list[Grid]]]:
+        """The report, and per clip (quadrant, index) its outputs toward the opposite quadrant
+        at each lambda."""
         cfg, r = self.cfg, self.real
+        swept = {}
         targets_all, judged_all, sources_all = [], [], []
         sweep = []  # per clip: P(high) per axis at each lambda toward the opposite quadrant
         reached = []  # per clip: judged quadrant == opposite quadrant, per lambda
@@ -207,8 +214,8 @@ class Evaluation:
         for n in range(cfg.clips):
             clips = [(q, idx[n]) for q, idx in enumerate(self.clips) if n < len(idx)]
             for qi, out in zip(clips, self.c.transform_pieces(
-                    [(r.grids[i], jobs[q], NAMES[q]) for q, i in clips], seed=cfg.seed + n,
-                    temperature=REWRITE.temperature, top_p=REWRITE.top_p, paper=cfg.paper, candidates=cfg.candidates)):
+                    [(r.grids[i], jobs[q], NAMES[q]) for q, i in clips], seed=cfg.seed + n, temperature=REWRITE.temperature,
+                    top_p=REWRITE.top_p, paper=cfg.paper, candidates=cfg.candidates, keep=cfg.keep)):  # fmt: skip
                 outs[qi] = out
             self._tick("transform", sum(len(jobs[q]) for q, _ in clips))
         for q, idx in enumerate(self.clips):
@@ -228,6 +235,7 @@ class Evaluation:
                 reached.append(judged[order] == NAMES.index(opp))
                 source_rhythm = features.rhythm(r.grids[i])
                 kept.append([_cosine(features.rhythm(out[k].grid), source_rhythm) for k in order])
+                swept[q, i] = [out[k].grid for k in order]
         t, j, s = np.array(targets_all), np.array(judged_all), np.array(sources_all)
         success = np.full((4, 4), np.nan)
         for q in range(4):
@@ -248,7 +256,38 @@ class Evaluation:
                 "prob_high_valence_moved": _moved(sweep_a, self.clips, 1),
                 "rhythm_to_source": np.array(kept).mean(0).round(4).tolist() if kept else [],
             },
-        }
+        }, swept
+
+    def rewrites(self, mine_swept: dict[tuple[int, int], list[Grid]]) -> dict:
+        """What each way of rewriting keeps of the clips and how far it gets, toward the
+        opposite quadrant at each lambda: this run's way (from `transform`) and the others
+        (`--keep none`, `--keep melody`, the paper's operation) on the same clips and seeds."""
+        cfg, r = self.cfg, self.real
+        ways = {"melody": {"keep": "melody"}, "none": {"keep": "none"}, "paper": {"paper": True}}
+        mine = "paper" if cfg.paper else cfg.keep
+        out = {"lambda": list(cfg.lambdas), "this_run": mine, "ways": {}}
+        for way, how in ways.items():
+            swept = mine_swept if way == mine else {}
+            if way != mine:
+                for n in range(cfg.clips):
+                    clips = [(q, idx[n]) for q, idx in enumerate(self.clips) if n < len(idx)]
+                    jobs = {q: [(opposite(NAMES[q]), lam) for lam in cfg.lambdas] for q, _ in clips}
+                    for (q, i), res in zip(clips, self.c.transform_pieces(
+                            [(r.grids[i], jobs[q], NAMES[q]) for q, i in clips], seed=cfg.seed + n,
+                            temperature=REWRITE.temperature, top_p=REWRITE.top_p, candidates=1, **how)):  # fmt: skip
+                        swept[q, i] = [x.grid for x in res]
+                    self._tick("rewrites", sum(len(j) for j in jobs.values()))
+            rows = {name: [] for name in ("reached_opposite", "melody_kept", "melody_on_top", "pitch_class_similarity",
+                                          "onset_similarity", "notes_ratio")}  # fmt: skip
+            for (q, i), grids in swept.items():
+                p_high = self.judge.prob_high(self.feats(grids))
+                rows["reached_opposite"].append(judge.quadrants((p_high >= 0.5).astype(int)) == NAMES.index(opposite(NAMES[q])))
+                alike = [likeness(r.grids[i], g, self.conf) for g in grids]
+                for name in ("melody_kept", "melody_on_top", "pitch_class_similarity", "onset_similarity"):
+                    rows[name].append([a[name] for a in alike])
+                rows["notes_ratio"].append([g.n_notes / max(r.grids[i].n_notes, 1) for g in grids])
+            out["ways"][way] = {k: np.array(v, np.float64).mean(0).round(4).tolist() if v else [] for k, v in rows.items()}
+        return out
 
     def swap(self) -> dict:
         """Each pair swapped both ways round (one decoding batch); A's and B's features computed
@@ -359,7 +398,8 @@ class Evaluation:
 
         report["judge"] = self.judge_report
         report["control"], generated = timed("control", self.control)
-        report["transform"] = timed("transform", self.transform)
+        report["transform"], swept = timed("transform", self.transform)
+        report["rewrites"] = timed("rewrites", self.rewrites, swept)
         report["swap"] = timed("swap", self.swap)
         report["disentanglement"], report["latent"], points = timed("latents", self.latents)
         report["realism"] = timed("realism", self.realism, generated)
@@ -387,6 +427,11 @@ class Evaluation:
                                            "valence judged moved": lam["prob_high_valence_moved"]},
                            "lambda", "share of clips", "transform toward the opposite quadrant",
                            self.out / "transform_lambda.png")  # fmt: skip
+            ways = report["rewrites"]["ways"]
+            figures.tradeoff({w: (m["reached_opposite"], m["melody_kept"]) for w, m in ways.items()},
+                             report["rewrites"]["lambda"], "judged as the target quadrant", "source melody kept",
+                             "transform toward the opposite quadrant: kept against reached",
+                             self.out / "transform_kept.png")  # fmt: skip
         write_text(self.out / "report.json", json.dumps(report, indent=1) + "\n")
         return report
 

@@ -103,6 +103,24 @@ def curves(x: list[float], series: dict[str, list[float]], xlabel: str, ylabel: 
         ax.plot(x, ys, marker="o", label=name, color=f"C{i}")
         if ceiling and name in ceiling:
             ax.axhline(ceiling[name], color=f"C{i}", ls="--", lw=0.8)
+    _finish(fig, ax, xlabel, ylabel, title, path)
+
+
+def tradeoff(ways: dict[str, tuple[list[float], list[float]]], labels: list[float], xlabel: str, ylabel: str,
+             title: str, path: Path) -> None:  # fmt: skip
+    """One line per way through its (x, y) points, each point labelled (lambda)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (name, (xs, ys)) in enumerate(ways.items()):
+        ax.plot(xs, ys, marker="o", label=name, color=f"C{i}")
+        for x, y, lab in zip(xs, ys, labels):
+            ax.annotate(f"{lab:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=f"C{i}")
+    ax.set_xlim(0, 1.02)
+    _finish(fig, ax, xlabel, ylabel, title, path)
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """Shares on the y axis (0 to 1), labels, legend and grid; then the file."""
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

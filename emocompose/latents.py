@@ -12,7 +12,7 @@ import numpy as np
 from emocompose.emotions import emotion_of
 from emocompose.errors import ModelError, UsageError
 from emocompose.features import KEY_NAMES, global_key, is_major, parallel_key
-from emocompose.presets import COHERENCE
+from emocompose.presets import COHERENCE, MODE_LAMBDA
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
 
@@ -127,7 +127,7 @@ def shifted_latents(tm: TrainedModel, grid: Grid, target: tuple[int, int], lam: 
         want = k if bool(is_major(k)) == bool(target[1]) else parallel_key(k)
         keys = next((x for x in (want, k) if table[1][x]), None)  # only keys training has seen
         if keys is not None:
-            info["key"] = [KEY_NAMES[k], KEY_NAMES[keys]]
+            info["key"] = [KEY_NAMES[k], KEY_NAMES[keys if lam >= MODE_LAMBDA else k]]
     for axis in range(2):
         goal = centre(tm, axis, 2.0 * target[axis] - 1, keys)
         z[axis] = z[axis] + lam * (goal - z[axis].mean(0))

@@ -34,3 +34,6 @@ COHERENCE = 0.6
 # over 16 per emotion, benchmarks/candidates.py; 0.60 -> 0.65 over 10 in evaluate; transform
 # 0.60 -> 0.58) and cost 3.2x the time, so one decoding is the default.
 CANDIDATES = 1
+# From this lambda on, a rewrite is in the target's mode: transform moves the melody into it and
+# names the new key (below it the latents have not yet crossed half way, and the key is the source's).
+MODE_LAMBDA = 0.5

@@ -15,6 +15,7 @@ a small numpy operation costs about a microsecond where a torch one costs severa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,20 +25,25 @@ from emocompose.midi import TRACKS
 from emocompose.presets import SamplingConfig
 from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, TEMPO, VELOCITY, Vocab
 
+if TYPE_CHECKING:
+    from emocompose.hold import MelodyHold
+
 # grammar states: what the last token was
 AFTER_BAR, AFTER_BAR_TEMPO, AFTER_POSITION, AFTER_MID_TEMPO, AFTER_PITCH, AFTER_VELOCITY, AFTER_DURATION = range(7)
 _STATE_AFTER = {POSITION: AFTER_POSITION, PITCH: AFTER_PITCH, VELOCITY: AFTER_VELOCITY}
+PLACES = (AFTER_POSITION, AFTER_MID_TEMPO, AFTER_DURATION)  # states after which a pitch may come
 ALL_TRACKS = tuple(range(len(TRACKS)))  # the track classes a note may take when a plan names none
 
 
 @dataclass
 class BarPlan:
     """What is fixed about each output bar: meter (grid steps), tempo bin (or -1: the model's
-    choice) and the track classes allowed (None: all)."""
+    choice), the track classes allowed (None: all) and a melody to write (`hold.MelodyHold`)."""
 
     positions: list[int]
     tempo: list[int]
     tracks: list[int] | None = None
+    hold: "MelodyHold | None" = None
 
 
 class Grammar:
@@ -161,6 +167,9 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=StepWeights(model.dec, 2 * L + 8))
     for t in range(T):
         state, pos, track, length = [AFTER_BAR] * B, [-1] * B, [-1] * B, [1] * B
+        for p in plans:
+            if p.hold:
+                p.hold.start_bar(t)
         seqs = np.full((B, L + 1), vocab.pad, np.int64)
         seqs[:, 0] = [vocab.bar_token(p.positions[t]) for p in plans]
         live = list(range(B))
@@ -171,19 +180,32 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
             # what each sequence may play next; the logits of the span of ids that covers them
             # all (a Velocity or Duration is 32 of the 1,074 tokens: 2 of every 3 steps read
             # a thirtieth of the output layer)
-            choices = {i: grammar.allowed(state[i], pos[i], plans[i].positions[t], track[i], length[i], tracks[i])
-                       for i in live if not (state[i] == AFTER_BAR and plans[i].tempo[t] >= 0)}  # fmt: skip
+            choices = {}
+            for i in live:
+                hold = plans[i].hold
+                if (state[i] == AFTER_BAR and plans[i].tempo[t] >= 0) or (hold and hold.forced() is not None):
+                    continue
+                room = hold.reserve(pos[i]) if hold else 0  # tokens kept for the melody still to come
+                choices[i] = grammar.allowed(state[i], pos[i], plans[i].positions[t], track[i], length[i] + room,
+                                             tracks[i])  # fmt: skip
+                if hold:
+                    choices[i] = hold.restrict(choices[i][0], pos[i], state[i])
             lo = min((ids[0] for ids, _, _ in choices.values()), default=0)
             hi = max((ids[-1] for ids, _, _ in choices.values()), default=0) + 1
             logits = model.logits(h, lo, hi).float().cpu().numpy()
             u = rng.random(B)  # one number per sequence and step, used or not: the draws stay aligned
             still = []
             for i in live:
+                hold = plans[i].hold
                 if i in choices:
                     ids, a, b = choices[i]
                     nxt = int(ids[draw(logits[i, ids - lo], cfg, u[i], (a, b))])
+                elif hold and hold.forced() is not None:
+                    nxt = hold.forced()
                 else:  # a fixed tempo replaces the model's choice
                     nxt = vocab.tempo0 + plans[i].tempo[t]
+                if hold:
+                    nxt = hold.settle(nxt, pos[i], state[i] in PLACES)
                 if grammar.end[nxt] or length[i] >= L:
                     tok[i] = vocab.pad
                     continue

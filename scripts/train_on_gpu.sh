@@ -9,7 +9,9 @@
 # the latest model, the log and the config into RESULTS and prints the validation table last.
 # The optimizer state stays in WORK: it is not a product. A run killed by its guard still leaves
 # its best model. Environment: INIT (default checkpoints/default.safetensors, "none" for a fresh
-# model), PRESET (small), BATCH (64), LR (4e-4), WARMUP (100), DEVICE (auto), WORK (a temp folder).
+# model), PRESET (small), BATCH (64), LR (4e-4), WARMUP (100), DEVICE (auto), WORK (a temp folder),
+# OPTS (more train options, e.g. "--labelled-share 1 --transpose 3"). Several runs with different
+# OPTS can share one GPU at once: the small model leaves most of it idle.
 set -euo pipefail
 data=$1 results=$2 budget=${3:-420}
 init=${INIT:-checkpoints/default.safetensors} preset=${PRESET:-small} batch=${BATCH:-64}
@@ -18,10 +20,12 @@ work=${WORK:-$(mktemp -d)}
 mkdir -p "$results" "$work"
 opts=(--preset "$preset" --batch "$batch" --lr "$lr" --warmup "$warmup" --device "$device" --checkpoint-every 250)
 [ "$init" != none ] && opts+=(--init "$init" --kl-warmup 1)
-train() { python -m emocompose train "$data" "${opts[@]}" "$@"; }
+read -ra extra <<< "${OPTS:-}"
+opts+=("${extra[@]}")
+train() { python3 -m emocompose train "$data" "${opts[@]}" "$@"; }
 
 train --out "$work/probe" --steps 40 > "$work/probe.txt" 2>&1 || { tail -20 "$work/probe.txt"; exit 1; }
-steps=$(python - "$work/probe/log.jsonl" "$budget" <<'PY'
+steps=$(python3 - "$work/probe/log.jsonl" "$budget" <<'PY'
 import json, sys
 recs = {r["step"]: r for r in map(json.loads, open(sys.argv[1])) if "elapsed_s" in r}
 per_step = (recs[40]["elapsed_s"] - recs[10]["elapsed_s"]) / 30
@@ -31,13 +35,13 @@ PY
 )
 echo "training $steps steps of $batch windows on $device"
 status=0
-timeout $((budget + 60)) python -m emocompose train "$data" "${opts[@]}" --out "$work/run" --steps "$steps" \
+timeout $((budget + 60)) python3 -m emocompose train "$data" "${opts[@]}" --out "$work/run" --steps "$steps" \
   > "$work/train.txt" 2>&1 || status=$?
 tail -3 "$work/train.txt"
 for f in best.safetensors model.safetensors log.jsonl config.json; do
   [ -e "$work/run/$f" ] && cp "$work/run/$f" "$results/"
 done
-python - "$work/run/log.jsonl" <<'PY'
+python3 - "$work/run/log.jsonl" <<'PY'
 import json, sys
 print(f"{'step':>6} {'epoch':>6} {'val token loss':>15} {'q arousal':>10} {'q valence':>10}")
 for r in map(json.loads, open(sys.argv[1])):

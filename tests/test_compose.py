@@ -311,10 +311,14 @@ def test_a_model_without_a_key_table_still_loads_and_generates(tiny_model, tmp_p
 
 def test_transform_keeps_layout(composer):
     grid = composer.tok.grid(composer.tok.load("s.mid", data=SONG))
-    r = composer.transform(grid, "calm", 1.0, seed=2)
-    assert r.grid.n_bars == grid.n_bars
-    assert np.array_equal(r.grid.bar_positions, grid.bar_positions) and np.array_equal(r.grid.bar_tempo, grid.bar_tempo)
-    assert set(r.grid.track.tolist()) <= set(grid.track.tolist())
+    from emocompose.rewrite import TEMPO_STEPS
+
+    for source, slower in (("sad", 0), ("tense", TEMPO_STEPS)):  # tempo moves with arousal alone
+        for keep in ("melody", "none"):
+            r = composer.transform(grid, "calm", 1.0, seed=2, source=source, keep=keep)
+            assert r.grid.n_bars == grid.n_bars and np.array_equal(r.grid.bar_positions, grid.bar_positions)
+            assert np.array_equal(r.grid.bar_tempo, grid.bar_tempo - slower)
+            assert set(r.grid.track.tolist()) <= set(grid.track.tolist())
 
 
 def test_swap_takes_each_latent_from_its_piece(composer, monkeypatch):
@@ -329,8 +333,10 @@ def test_swap_takes_each_latent_from_its_piece(composer, monkeypatch):
 
     monkeypatch.setattr(composer.trained, "decode", spy)
     r = composer.swap(a, b, "rhythm")
-    ar, ak = composer.trained.encode(a)
-    br, _ = composer.trained.encode(b)
+    from emocompose.melody import piano_view
+
+    ar, ak = composer.trained.encode(piano_view(a))  # every pitched note read as piano
+    br, _ = composer.trained.encode(piano_view(b))
     assert torch.equal(seen["z"][1], ak) and torch.equal(seen["z"][0], br[np.arange(a.n_bars) % b.n_bars])
     assert r.grid.n_bars == a.n_bars
 

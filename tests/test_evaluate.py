@@ -146,8 +146,15 @@ def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tin
     swap = ev.swap()
     assert swap["rhythm"]["pairs"] == 4 and swap["rhythm"]["rhythm_to_b"] == 1.0 and swap["key"]["key_to_a"] == 1.0
     assert swap["rhythm"]["rhythm_to_a"] < 1.0 and swap["key"]["key_to_b"] < 1.0  # the pairs differ
-    tr = ev.transform()
+    tr, swept = ev.transform()
     assert tr["lambda"]["rhythm_to_source"] == [1.0] * 5  # every output is its source
+    ways = ev.rewrites(swept)["ways"]
+    assert set(ways) == {"melody", "none", "paper"}
+    for m in ways.values():  # each way's outputs are their sources too: all kept, all alike
+        for name in ("melody_kept", "melody_on_top", "pitch_class_similarity", "onset_similarity", "notes_ratio"):
+            assert m[name] == [1.0] * 5, name
+        assert m["reached_opposite"] == [0.0] * 5  # here the judge hears no source as its opposite
+
     # an output (its source) is judged as a target quadrant only where the judge mistakes the
     # source for it: at most one of the three targets of a clip, none where the judge is right
     assert tr["reached_target"] == pytest.approx((1 - ev.judge_report["test"]["quadrant_accuracy"]) / 3, abs=1e-3)

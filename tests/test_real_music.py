@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from emocompose.features import KEY_NAMES, global_key
 from emocompose.tokenizer import Tokenizer
 
 TOK = Tokenizer()
@@ -67,3 +68,21 @@ def test_transform_and_swap_rewrite_real_scores_bar_for_bar(tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     out = TOK.grid(TOK.load(tmp_path / "swapped.mid"))
     assert out.n_bars == src.n_bars and out.n_notes > 0
+    # the chorale's tune carried into the quartet's key (F# minor -> D major): the piece is heard there
+    assert json.loads(r.stdout)["key"] == KEY_NAMES[global_key(out, TOK.config)] == "D major"
+
+
+@pytest.mark.parametrize("name", ["mozart/k155/movement1.mxl", "beethoven/opus18no1/movement2.krn"])
+def test_string_quartets_come_back_as_string_quartets_with_their_melody(name):
+    """Instruments the model never learned: the shipped model rewrites a quartet under its first
+    violin's line, and the strings, the melody and most of the notes survive."""
+    from emocompose.compose import Composer
+    from emocompose.likeness import likeness
+    from emocompose.midi import TRACKS
+
+    c = Composer.load()
+    src = c.tok.grid(c.tok.load(corpus(name))).bar_slice(0, 16)
+    for r in c.transform_many(src, [("sad", 0.0), ("happy", 1.0)], seed=0):
+        assert r.info["warning"] is None and r.grid.n_notes >= 0.5 * src.n_notes
+        assert set(r.grid.track.tolist()) == {TRACKS.index("Strings")} == set(src.track.tolist())
+        assert likeness(src, r.grid, c.tok.config)["melody_kept"] >= 0.9

@@ -70,9 +70,11 @@ def generate(
 def transform(
     inputs: List[str] = typer.Argument(..., help="MIDI files or folders; - reads one MIDI from stdin."),
     to: str = typer.Option(..., "--to", "-t", help="Target emotion: happy, tense, sad or calm."),
-    lam: float = typer.Option(1.0, "--lambda", "-l", help="Strength in [0, 1]: 0 re-decodes the piece, 1 moves it all the way."),
-    source: Optional[str] = typer.Option(None, "--from", help="The piece's emotion, if you know it (default: inferred; "
-                                          "the shift needs it with --paper only)."),
+    lam: float = typer.Option(1.0, "--lambda", "-l", help="Strength in [0, 1]: below 0.5 the melody, rhythm and harmony "
+                             "stay and the rest is re-voiced; from 0.5 the mode changes and the rhythm under the melody "
+                             "is rewritten; 1 moves the latents all the way."),
+    source: Optional[str] = typer.Option(None, "--from", help="The piece's emotion, if you know it (default: what the model "
+                                          "hears in it). Tempo changes only when arousal does."),
     seed: int = SEED_OPT,
     temperature: float = typer.Option(presets.REWRITE.temperature, help=TEMP_HELP),
     top_p: float = typer.Option(presets.REWRITE.top_p, help=TOP_P_HELP),
@@ -82,17 +84,26 @@ def transform(
     as_json: bool = JSON_OPT,
     candidates: Optional[int] = CANDIDATES_OPT,
     paper: bool = PAPER_OPT,
+    keep: str = typer.Option("melody", "--keep", help="melody: keep the piece's melody note for note (moved into "
+                             "the target's mode from lambda 0.5) and write the rest around it; none: decode the whole "
+                             "piece from the moved latents (--paper implies none)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output file exists already "
                                        "(rerun a killed batch to finish it; the same seed gives the same bytes)."),  # fmt: skip
 ) -> None:
-    """Rewrite pieces to carry another emotion, keeping meter, tempo and instruments.
+    """Rewrite pieces to carry another emotion, keeping the melody, meter and instruments.
+
+    The model reads every pitched track as piano and rewrites what lies under the melody; the
+    output gives the notes back to the source's instruments by register and keeps its drums.
+    Tempo and the melody's dynamics follow the target's arousal by lambda. An output with under
+    half the source's notes gets a warning.
 
     Examples:
       emocompose transform song.mid --to sad --lambda 0.7 -o song_sad.mid
+      emocompose transform song.mid --to happy --keep none      (the latents alone: a freer rewrite)
       emocompose transform clips/ --to calm -o calm/ --json --skip-existing
       cat song.mid | emocompose transform - --to happy -o - > happy.mid
     """
-    from emocompose.compose import check_candidates, check_lambda
+    from emocompose.compose import check_candidates, check_keep, check_lambda
     from emocompose.dataset import find_inputs
     from emocompose.emotions import parse_emotion
     from emocompose.errors import UsageError
@@ -103,6 +114,7 @@ def transform(
     if source:
         parse_emotion(source)
     check_lambda(lam)
+    check_keep(keep)
     files = [f for f in inputs if f == "-"] + find_inputs([f for f in inputs if f != "-"])
     if not files:
         raise UsageError("no MIDI files found in the inputs given")
@@ -116,14 +128,16 @@ def transform(
         grid = read_piece(composer, path)
         check_limits(bars=grid.n_bars)
         r = composer.transform(grid, to, lam, source=source, seed=seed, temperature=temperature, top_p=top_p,
-                               paper=paper, candidates=candidates)  # fmt: skip
+                               paper=paper, candidates=candidates, keep=keep)  # fmt: skip
         q, key = r.info["q"], r.info.get("key")
         keys = f", key {' -> '.join(dict.fromkeys(key))}" if key else ""  # one name if kept
         print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
               f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
         emit(dest, r, name_of(path), composer, as_json, t0, input=path, source_emotion=r.info["source_emotion"],
-             q=q, **{"lambda": lam}, **({"source_key": key[0], "key": key[1]} if key else {}))  # fmt: skip
-
+             q=q, **{"lambda": lam}, keep=r.info["keep"], warning=r.info["warning"],
+             **({"source_key": key[0], "key": key[1]} if key else {}))  # fmt: skip
+        if r.info["warning"]:
+            say(f"[yellow]warning[/]: {path}: {r.info['warning']}")
     code = batch(todo, one) if todo else EXIT_OK
     if len(todo) < len(files):
         say(f"skipped {len(files) - len(todo)} of {len(files)} inputs whose output exists (--skip-existing)")
@@ -141,18 +155,23 @@ def swap(
     out: Optional[str] = typer.Option(None, "-o", "--out", help="Output file or -. Default: A_FEATURE_from_B.mid."),
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON_OPT,
+    keep: str = typer.Option("melody", "--keep", help="melody: a key swap carries A's melody, note for note, into "
+                             "B's key and mode; none: the latents alone."),
 ) -> None:
     """Give piece A the rhythm (or the key) of piece B.
 
-    The output has A's length; if B is shorter, its bars repeat from the start.
+    The output has A's length and instruments; if B is shorter, its bars repeat from the start.
 
-    Example: emocompose swap a.mid b.mid --feature rhythm -o a_with_b_rhythm.mid
+    Examples:
+      emocompose swap a.mid b.mid --feature rhythm -o a_with_b_rhythm.mid
+      emocompose swap chorale.mid minuet.mid --feature key     (the chorale's tune in the minuet's key)
     """
-    from emocompose.compose import check_feature
+    from emocompose.compose import check_feature, check_keep
     from emocompose.errors import UsageError
     from emocompose.outputs import Destination, check_limits
 
     check_feature(feature)
+    check_keep(keep)
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be read from stdin")
     dest = Destination(out, many=False)
@@ -160,7 +179,7 @@ def swap(
     composer = load_composer(model)
     ga, gb = read_piece(composer, a), read_piece(composer, b)
     check_limits(bars=ga.n_bars)
-    r = composer.swap(ga, gb, feature, seed=seed, temperature=temperature, top_p=top_p)
+    r = composer.swap(ga, gb, feature, seed=seed, temperature=temperature, top_p=top_p, keep=keep)
     emit(dest, r, f"{Path(a).stem}_{feature}_from_{Path(b).stem}.mid", composer, as_json, t0, **r.info)
 
 

@@ -1,0 +1,175 @@
+"""Decoding held to a melody: the melody's notes are written at their places, and the model
+writes the rest of each bar around them, never at or above the melody where it sounds.
+
+Per sequence, `MelodyHold` narrows what the grammar (`sampling.Grammar`) allows at each step:
+pitches only below the melody note sounding there (and, when the source's harmony is held, only
+on the pitch classes of the source's notes struck there), an accompaniment note only as long as it stays
+below every melody note it would sound under, room kept in the bar's L tokens for the melody
+notes still to come. What the model draws to move on is moved, not forbidden, so that forcing
+the melody adds no notes of its own: a Position or bar end past the next melody onset becomes
+that onset, one at a step the held rhythm does not allow becomes the next step it does. At a
+melody onset the model may first add notes below the melody; whatever else it draws there (a
+higher pitch, the next Position, the bar's end) becomes the melody note, whose velocity and
+duration follow as fixed tokens. So every melody note is placed by construction. A budget can
+cap the other notes per bar; once it is spent only the melody is left to write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emocompose.errors import InputError
+from emocompose.grid import Grid
+from emocompose.melody import PIANO, Melody
+from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, Vocab
+
+NOTE_TOKENS = 4  # Position, Pitch, Velocity, Duration: the most a melody note needs
+
+
+def check_room(melody: Melody, bar_starts: np.ndarray, max_bar_tokens: int) -> None:
+    """An InputError naming the first bar whose melody notes cannot fit in a bar's tokens."""
+    per_bar = np.bincount(np.searchsorted(bar_starts, melody.step, side="right") - 1, minlength=len(bar_starts))
+    over = np.flatnonzero(per_bar * NOTE_TOKENS + 2 > max_bar_tokens)  # + the Bar and Tempo tokens
+    if len(over):
+        b = int(over[0])
+        raise InputError(f"bar {b + 1} has {per_bar[b]} melody notes, more than a bar of "
+                         f"{max_bar_tokens} tokens can hold around them")  # fmt: skip
+
+
+class MelodyHold:
+    """One sequence's melody, bar by bar, and where it stands in writing it."""
+
+    def __init__(self, vocab: Vocab, melody: Melody, bar_starts: np.ndarray, source: Grid | None = None,
+                 harmony: bool = True, budget: np.ndarray | None = None):  # fmt: skip
+        """`source`: if given, its rhythm is held too (the other notes begin only where the
+        source's notes begin) and, with `harmony`, its harmony (only on the pitch classes of the
+        source's notes that begin there). `budget`: per bar, the most notes besides the melody's."""
+        self.budget = budget
+        c = vocab.config
+        self.vocab, self.starts = vocab, bar_starts
+        total = int(bar_starts[-1])
+        self.ceiling = np.r_[melody.ceiling(total, c), np.full(int(c.duration_array[-1]) + 1, 128)]
+        self.harmony = np.ones((total + 1, 12), bool)  # per grid step, the pitch classes allowed
+        if source is not None:
+            self.harmony[:] = False
+            on = source.onsets
+            self.harmony[on, source.pitch % 12] = True
+            if not harmony:
+                self.harmony[:] = True
+            self.free = np.zeros(total + 1, bool)
+            self.free[on] = True
+        else:
+            self.free = np.ones(total + 1, bool)
+        bar = np.searchsorted(bar_starts, melody.step, side="right") - 1
+        self.bars = [np.flatnonzero(bar == t) for t in range(len(bar_starts) - 1)]
+        self.melody = melody
+        self.steps = c.duration_array
+        self.vel_id = vocab.vel0 + PIANO * c.velocity_bins
+        self.dur_id = vocab.dur0 + PIANO * len(c.duration_bins)
+        self.start_bar(0)
+
+    def start_bar(self, t: int) -> None:
+        self.t, self.j, self.fixed, self.last_pitch, self.written = t, 0, [], -1, 0
+        self.todo = self.bars[t] if t < len(self.bars) else np.zeros(0, np.int64)
+
+    def _pending(self):
+        """(position, pitch) of the next melody note of the bar, or None."""
+        if self.j >= len(self.todo):
+            return None
+        k = self.todo[self.j]
+        return int(self.melody.step[k] - self.starts[self.t]), int(self.melody.pitch[k])
+
+    def forced(self) -> int | None:
+        """The token that must come next (a melody note's velocity or duration), or None."""
+        return self.fixed[0] if self.fixed else None
+
+    def reserve(self, pos: int) -> int:
+        """Tokens the melody notes still to come need (the next one's Position may stand)."""
+        left = len(self.todo) - self.j
+        p = self._pending()
+        return NOTE_TOKENS * left - (1 if p is not None and p[0] == pos else 0)
+
+    def restrict(self, ids: np.ndarray, pos: int, state: int) -> tuple[np.ndarray, int, int]:
+        """The grammar's `ids` after `state`, without the pitches and lengths the module rules
+        out (the model draws among the rest); the pitch span of what is left. Positions and bar
+        ends stay: `settle` moves a drawn one to where a note may begin."""
+        from emocompose.sampling import AFTER_POSITION, AFTER_VELOCITY, PLACES
+
+        v = self.vocab
+        kind, value = v.kind[ids], v.value[ids]
+        keep = np.ones(len(ids), bool)
+        p = self._pending()
+        base = int(self.starts[self.t])
+        if pos >= 0:
+            pitches = kind == PITCH
+            keep &= ~(pitches & ((value >= self.ceiling[base + pos]) | ~self.harmony[base + pos][value % 12]))
+        if state == AFTER_VELOCITY:  # an accompaniment note's length: it must stay below
+            s = base + pos
+            under = np.flatnonzero(self.ceiling[s + 1 : s + 1 + int(self.steps[-1])] <= self.last_pitch)
+            longest = int(under[0]) + 1 if len(under) else int(self.steps[-1])
+            dur = np.flatnonzero((kind == DURATION) & (value > 0))  # the shortest is always allowed
+            keep[dur[self.steps[value[dur]] > longest]] = False
+        if self._spent():  # the bar's other notes are written: only the melody is left
+            keep &= (kind != PITCH) & ~((kind == POSITION) & (value != (p[0] if p is not None else -1)))
+        out = ids[keep]
+        if state in PLACES and p is not None and p[0] == pos:
+            out = np.union1d(out, [self.pitch_id(p[1])])
+        elif not len(out) and state == AFTER_POSITION:  # a note must come: any below the melody
+            below = ids[(kind == PITCH) & (value < self.ceiling[base + pos])]
+            out = below if len(below) else ids[:1]
+        elif not len(out):  # no room left for other notes: on to the next melody onset
+            out = np.array([v.pos0 + p[0]]) if p is not None else ids[_ends(v, ids)][:1]
+        is_pitch = v.kind[out] == PITCH
+        a = int(is_pitch.argmax()) if is_pitch.any() else 0
+        return out, a, a + int(is_pitch.sum())
+
+    def _spent(self) -> bool:
+        return self.budget is not None and self.written >= self.budget[min(self.t, len(self.budget) - 1)]
+
+    def pitch_id(self, pitch: int) -> int:
+        return self.vocab.pitch0 + 128 * PIANO + pitch
+
+    def _move_on(self, token: int, pos: int) -> int:
+        """A drawn Position or bar end, moved to the first place from there where a note may
+        begin: a step the source's rhythm allows (if held), never past the next melody onset
+        (the melody's own onset then), the bar's end only when no melody note is left."""
+        v = self.vocab
+        p = self._pending()
+        want = int(v.value[token]) if v.kind[token] == POSITION else 1 << 30
+        if p is not None and (want >= p[0] or self._spent()):
+            return v.pos0 + p[0]
+        if self._spent():
+            return v.eos
+        base, length = int(self.starts[self.t]), int(self.starts[self.t + 1] - self.starts[self.t])
+        last = p[0] if p is not None else length - 1
+        open_ = np.flatnonzero(self.free[base + max(want, pos + 1) : base + last + 1]) + max(want, pos + 1)
+        if len(open_):
+            return v.pos0 + int(open_[0])
+        return v.pos0 + p[0] if p is not None else v.eos
+
+    def settle(self, token: int, pos: int, may_place: bool) -> int:
+        """The token written after `token` was drawn at position `pos` (`may_place`: a pitch
+        could come here): at a melody onset anything but a lower pitch becomes the melody note;
+        a Position or bar end moves on as `_move_on` says."""
+        v = self.vocab
+        if self.fixed:
+            self.fixed.pop(0)
+            if not self.fixed:
+                self.j += 1
+            return token
+        p = self._pending()
+        is_pitch = v.kind[token] == PITCH
+        if may_place and p is not None and p[0] == pos and not (is_pitch and v.value[token] < p[1]):
+            k = self.todo[self.j]
+            self.fixed = [self.vel_id + int(self.melody.vel[k]), self.dur_id + int(self.melody.dur[k])]
+            return self.pitch_id(p[1])
+        if is_pitch:
+            self.last_pitch = int(v.value[token])
+            self.written += 1
+        elif v.kind[token] == POSITION or _ends(v, np.array([token]))[0]:
+            return self._move_on(token, pos)
+        return token
+
+
+def _ends(vocab: Vocab, ids: np.ndarray) -> np.ndarray:
+    return (vocab.kind[ids] == BAR) | (vocab.kind[ids] == EOS_KIND)

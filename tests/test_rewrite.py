@@ -1,0 +1,189 @@
+"""transform keeps the piece: the melody found and held note for note under any weights, nothing
+above it where it sounds, the source's rhythm held below half way, modes moved by scale degree,
+instruments and drums given back, and the bad inputs of the rewrite."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import midi_bytes, run_cli, scale
+from emocompose import rewrite
+from emocompose.compose import Composer
+from emocompose.errors import EXIT_INPUT, EXIT_USAGE, InputError
+from emocompose.hold import MelodyHold, check_room
+from emocompose.likeness import likeness
+from emocompose.melody import find_melody, piano_view, to_mode
+from emocompose.midi import DRUMS, TRACKS
+from emocompose.sampling import SamplingConfig, decode_bars
+
+C_MAJOR_TUNE = [60, 64, 65, 67, 69, 71, 72, 67]  # C E F G A B C G, a quarter each
+
+
+def tune(pitches=C_MAJOR_TUNE, start=0.0):
+    return [(p, 90, start + i, start + i + 1) for i, p in enumerate(pitches)]
+
+
+def chords(bars=2, root=48):  # C major triads on every beat, below the tune
+    return [(root + d, 60, b, b + 1) for b in range(4 * bars) for d in (0, 4, 7)]
+
+
+@pytest.fixture(scope="module")
+def composer(tiny_model):
+    return Composer.load(tiny_model)
+
+
+def grid_of(composer, tracks):
+    return composer.tok.grid(composer.tok.load("t.mid", data=midi_bytes(tracks)))
+
+
+def test_the_top_voice_is_the_melody_and_a_note_under_a_held_one_is_not(composer):
+    held = [(76, 80, 0, 4)]  # E5 held a whole bar: the low notes struck under it are no melody
+    g = grid_of(composer, [(0, False, held + [(48, 70, 1, 2), (52, 70, 2, 3), (79, 80, 4, 5)])])
+    mel = find_melody(g, composer.tok.config)
+    assert mel.pitch.tolist() == [76, 79] and mel.step.tolist() == [0, 16]
+    # a single line on top in its own instrument is taken whole, even where it rests
+    g = grid_of(composer, [(0, False, chords()), (40, False, tune())])
+    mel = find_melody(g, composer.tok.config)
+    assert mel.pitch.tolist() == C_MAJOR_TUNE and set(g.track[mel.index].tolist()) == {TRACKS.index("Strings")}
+
+
+def test_modes_move_by_scale_degree_bar_by_bar(composer):
+    g = grid_of(composer, [(0, False, chords(root=48) + tune())])
+    cfg = composer.tok.config
+    mel = find_melody(g, cfg)
+    minor = to_mode(mel, g, cfg, major=False)
+    assert minor.pitch.tolist() == [60, 63, 65, 67, 68, 70, 72, 67]  # E, A, B flattened; C, F, G stay
+    assert to_mode(minor, g, cfg, major=False).pitch.tolist() == minor.pitch.tolist()  # g is still in C major
+    assert to_mode(mel, g, cfg, major=True).pitch.tolist() == C_MAJOR_TUNE  # already major: nothing moves
+
+
+def hold_decode(composer, grid, mel, held=None, seed=0):
+    tm = composer.trained
+    view = piano_view(grid)
+    plan = tm.plan(view, view.n_bars)
+    plan.hold = MelodyHold(composer.tok.vocab, mel, view.bar_starts, held)
+    z = tm.encode(view)
+    bars = decode_bars(tm.model, composer.tok.vocab, tm.model.condition(z[0][None], z[1][None]), [plan],
+                       SamplingConfig(1.0, 1.0, seed))  # fmt: skip
+    return bars[0], composer.tok.decode(np.concatenate(bars[0]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_hold_writes_every_melody_note_and_nothing_above_it_from_any_weights(composer, seed):
+    """The tiny model's weights are random: whatever it wants, the melody comes out note for
+    note (pitch, onset, velocity, length) and no other note sounds at or above it."""
+    from test_compose import check_bar_grammar
+
+    cfg = composer.tok.config
+    g = grid_of(composer, [(0, False, chords(bars=3) + tune(C_MAJOR_TUNE + [74, 76, 77, 79]))])
+    mel = find_melody(g, cfg)
+    bars, out = hold_decode(composer, g, mel, seed=seed)
+    for b, p in zip(bars, g.bar_positions.tolist()):
+        check_bar_grammar(b, composer.tok.vocab, p)
+    notes = {(s, p): (v, d) for s, p, v, d in zip(out.onsets.tolist(), out.pitch.tolist(), out.vel.tolist(), out.dur.tolist())}
+    for s, p, v, d in zip(mel.step.tolist(), mel.pitch.tolist(), mel.vel.tolist(), mel.dur.tolist()):
+        assert notes.get((s, p)) == (v, d), (s, p)
+    ceiling = mel.ceiling(int(g.bar_starts[-1]), cfg)
+    is_mel = {(s, p) for s, p in zip(mel.step.tolist(), mel.pitch.tolist())}
+    ends = out.onsets + cfg.duration_array[out.dur]
+    for s, e, p in zip(out.onsets.tolist(), ends.tolist(), out.pitch.tolist()):
+        if (s, p) not in is_mel:
+            assert (ceiling[s : min(e, len(ceiling))] > p).all(), (s, e, p)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_below_half_way_the_other_notes_keep_the_source_rhythm_and_harmony(composer, seed):
+    cfg = composer.tok.config
+    g = grid_of(composer, [(0, False, chords(bars=2) + tune())])
+    _, out = hold_decode(composer, g, find_melody(g, cfg), held=piano_view(g), seed=seed)
+    assert set(out.onsets.tolist()) <= set(g.onsets.tolist())
+    struck = {(s, p % 12) for s, p in zip(g.onsets.tolist(), g.pitch.tolist())}
+    assert all((s, p % 12) in struck for s, p in zip(out.onsets.tolist(), out.pitch.tolist()))
+
+
+def test_a_bar_too_full_of_melody_is_named(composer):
+    g = grid_of(composer, [(0, False, [(60 + i % 12, 80, i / 4, i / 4 + 0.25) for i in range(20)])])  # 16ths
+    mel = find_melody(g, composer.tok.config)
+    with pytest.raises(InputError, match="bar 1 has 16 melody notes"):
+        check_room(mel, g.bar_starts, 64)
+
+
+def test_instruments_and_drums_come_back(composer):
+    drums = [(36, 100, b, b + 0.5) for b in range(8)]
+    g = grid_of(composer, [(0, True, drums), (40, False, tune()), (25, False, chords(bars=2, root=55)),
+                           (33, False, [(36, 90, b, b + 1) for b in range(8)])])  # fmt: skip
+    r = composer.transform(g, "sad", 1.0, seed=1)
+    out, cfg = r.grid, composer.tok.config
+    d_in, d_out = g.track == DRUMS, out.track == DRUMS
+    assert np.array_equal(g.onsets[d_in], out.onsets[d_out]) and np.array_equal(g.pitch[d_in], out.pitch[d_out])
+    assert set(out.track.tolist()) <= set(g.track.tolist())
+    mel = rewrite.held_melody(g, cfg, (0, 0), 1.0)
+    strings = out.track == TRACKS.index("Strings")
+    assert set(zip(mel.step.tolist(), mel.pitch.tolist())) <= set(zip(out.onsets[strings].tolist(), out.pitch[strings].tolist()))
+    assert out.programs == g.programs
+    low = out.pitch[(out.track != DRUMS) & ~strings]
+    bass = out.track[(out.track != DRUMS) & ~strings] == TRACKS.index("Bass")
+    assert (low[bass].max(initial=0) <= low[~bass].min(initial=127))  # the lowest notes go to the bass
+
+
+def test_lambda_zero_gives_the_piece_back_and_one_moves_mode_tempo_and_dynamics(composer):
+    cfg = composer.tok.config
+    g = grid_of(composer, [(0, False, chords(bars=2) + tune())])
+    same, moved = composer.transform_many(g, [("sad", 0.0), ("sad", 1.0)], source="happy", seed=2)
+    assert likeness(g, same.grid, cfg)["melody_kept"] == 1.0 and likeness(g, same.grid, cfg)["melody_on_top"] == 1.0
+    assert np.array_equal(same.grid.bar_tempo, g.bar_tempo)
+    kept = find_melody(g, cfg)
+    heard = find_melody(moved.grid, cfg)
+    assert heard.step.tolist() == kept.step.tolist()
+    assert heard.pitch.tolist() == [60, 63, 65, 67, 68, 70, 72, 67]
+    assert (moved.grid.bar_tempo == g.bar_tempo - rewrite.TEMPO_STEPS).all()
+    vel = lambda grid, m: cfg.velocity_value(grid.vel[m.index]).mean()
+    assert vel(moved.grid, heard) < vel(g, kept)  # quieter toward low arousal, not beyond the target's
+    assert vel(moved.grid, heard) >= rewrite.TARGET_VELOCITY[0] - 3
+
+
+def test_keep_none_is_the_latents_alone(composer):
+    g = grid_of(composer, [(0, False, chords(bars=2) + tune())])
+    r = composer.transform(g, "sad", 1.0, seed=2, keep="none")
+    assert r.info["keep"] == "none" and r.grid.n_bars == g.n_bars
+
+
+def test_cli_keep_and_inputs_with_nothing_to_rewrite(tiny_model, tmp_path):
+    r = run_cli("transform", "x.mid", "--to", "sad", "--keep", "tune", "--model", tiny_model)
+    assert r.returncode == EXIT_USAGE and "keep must be melody or none" in r.stderr.decode()
+    drums = tmp_path / "drums.mid"
+    drums.write_bytes(midi_bytes([(0, True, [(36, 100, b, b + 0.5) for b in range(8)])]))
+    r = run_cli("transform", str(drums), "--to", "sad", "-o", str(tmp_path / "o.mid"), "--model", tiny_model)
+    err = r.stderr.decode()
+    assert r.returncode == EXIT_INPUT and "drums.mid: contains only drum notes" in err and "Traceback" not in err
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_a_gutted_output_is_never_plain_success(composer):
+    g = grid_of(composer, [(0, False, chords(bars=2) + tune())])
+    first = lambda n: replace(g, bar=g.bar[:n], pos=g.pos[:n], track=g.track[:n], pitch=g.pitch[:n], vel=g.vel[:n],
+                              dur=g.dur[:n])  # fmt: skip
+    assert rewrite.gutted(first(0), g) == "the output has no notes"
+    assert rewrite.gutted(first(g.n_notes // 2 - 1), g) == f"the output has {g.n_notes // 2 - 1} notes against the source's {g.n_notes}: under half"
+    assert rewrite.gutted(first(g.n_notes // 2), g) is None
+
+
+def test_a_key_swap_carries_the_melody_into_the_other_key_and_mode(composer):
+    cfg = composer.tok.config
+    a = grid_of(composer, [(0, False, chords(bars=2)), (40, False, tune())])
+    d_major = grid_of(composer, [(0, False, scale(62, bars=2))])
+    a_minor = grid_of(composer, [(0, False, [(57 + d, 60, b, b + 1) for b in range(8) for d in (0, 3, 7)])])  # triads
+    assert rewrite.melody_in_key(a, cfg, 2).pitch.tolist() == [p + 2 for p in C_MAJOR_TUNE]  # D major
+    assert rewrite.melody_in_key(a, cfg, 21).pitch.tolist() == [57, 60, 62, 64, 65, 67, 69, 64]  # A minor: C minor, down 3
+    for b, key in ((d_major, 2), (a_minor, 21)):
+        r = composer.swap(a, b, "key", seed=1)
+        mel = rewrite.melody_in_key(a, cfg, key)
+        strings = r.grid.track == TRACKS.index("Strings")
+        assert set(zip(mel.step.tolist(), mel.pitch.tolist())) == set(zip(r.grid.onsets[strings].tolist(), r.grid.pitch[strings].tolist()))
+        assert set(r.grid.onsets.tolist()) <= set(a.onsets.tolist())  # on A's rhythm
+        assert r.info["key"] == ("D major" if key == 2 else "A minor")
+    r = composer.swap(a, d_major, "key", seed=1, keep="none")
+    assert r.info["keep"] == "none"
