@@ -147,7 +147,8 @@ class Composer:
         """Shift the piece's latents toward emotion `to` by lam in [0, 1] and decode the piece
         again around its melody (`keep="melody"`, see `rewrite`) or from the latents alone
         (`keep="none"`); meter and instruments are kept, tempo follows the target's arousal.
-        lam = 0 re-decodes the piece from its own latents."""
+        With the melody kept, lam below 0.5 holds the source's rhythm and harmony too: lam = 0
+        gives the piece back re-voiced from its own latents."""
         return self.transform_many(grid, [(to, lam)], source=source, seed=seed, temperature=temperature,
                                    top_p=top_p, paper=paper, candidates=candidates, keep=keep)[0]  # fmt: skip
 

@@ -48,10 +48,11 @@ class EvalConfig:
     paper: bool = False  # the paper's latent operations exactly (no coherence, no key table)
     candidates: int | None = None  # decodings per output (None: generate's default, 1 with paper)
     keep: str = "melody"  # what transform holds (rewrite.KEEP); the other ways are measured beside it
+    scores: int = 10  # real scores for other instruments (corpus.SCORES) rewritten each way (0: none)
 
     def __post_init__(self):
-        if self.pieces < 1 or self.clips < 0:
-            raise UsageError("pieces must be at least 1 and clips at least 0")
+        if self.pieces < 1 or self.clips < 0 or not 0 <= self.scores <= 10:
+            raise UsageError("pieces must be at least 1, clips at least 0 and scores in 0..10")
         # resolved here, so the report says how many
         object.__setattr__(self, "candidates", check_candidates(self.candidates, self.paper))
         check_keep(self.keep)
@@ -168,8 +169,9 @@ class Evaluation:
         self.clips = [[int(i) for i in test[by_q == q][: cfg.clips]] for q in range(4)]
         n_clips = sum(len(c) for c in self.clips)
         self.jobs_per_clip = 3 + sum(lam != 1.0 for lam in cfg.lambdas)
-        # generate, transform, the two other ways of rewriting, swap
-        self.total = 4 * cfg.pieces + n_clips * self.jobs_per_clip + 2 * n_clips * len(cfg.lambdas) + 2 * n_clips
+        # generate, transform, the two other ways of rewriting, swap, the scores
+        self.total = (4 * cfg.pieces + n_clips * self.jobs_per_clip + 2 * n_clips * len(cfg.lambdas) + 2 * n_clips
+                      + 4 * cfg.scores)  # fmt: skip
 
     def _tick(self, stage: str, n: int) -> None:
         self.done += n
@@ -289,6 +291,13 @@ class Evaluation:
             out["ways"][way] = {k: np.array(v, np.float64).mean(0).round(4).tolist() if v else [] for k, v in rows.items()}
         return out
 
+    def scores(self) -> dict:
+        """What each way of rewriting keeps of real scores for other instruments (`corpus`)."""
+        from emocompose import corpus
+
+        return corpus.transform_kept(self.c, self.cfg.scores, seed=self.cfg.seed,
+                                     on_score=lambda name: self._tick("scores", len(corpus.WAYS) * len(corpus.LAMBDAS)))  # fmt: skip
+
     def swap(self) -> dict:
         """Each pair swapped both ways round (one decoding batch); A's and B's features computed
         once per pair."""
@@ -401,6 +410,7 @@ class Evaluation:
         report["transform"], swept = timed("transform", self.transform)
         report["rewrites"] = timed("rewrites", self.rewrites, swept)
         report["swap"] = timed("swap", self.swap)
+        report["scores"] = timed("scores", self.scores)
         report["disentanglement"], report["latent"], points = timed("latents", self.latents)
         report["realism"] = timed("realism", self.realism, generated)
         report["quality"] = timed("quality", self.quality, generated)

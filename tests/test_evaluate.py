@@ -95,10 +95,14 @@ def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     (out / "samples").mkdir(parents=True)
     (out / "samples" / "calm-99.mid").write_bytes(b"from an earlier run with more --pieces")
     r = run_cli("evaluate", "--data", tiny_dataset, "--model", tiny_model, "--out", out, "--pieces", "2",
-                "--clips", "1", "--bars", "2", "--json", timeout=300)  # fmt: skip
+                "--clips", "1", "--bars", "2", "--scores", "2", "--json", timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
     rep = json.loads((out / "report.json").read_text())
     assert rep == json.loads(r.stdout)
+    # two real quartets, rewritten by a model that knows nothing: the melody is kept all the same
+    assert rep["scores"]["scores"] == ["mozart/k155/movement1.mxl", "beethoven/opus18no1/movement2.krn"]
+    assert [m["melody_kept"] for m in rep["scores"]["means"]["melody"].values()] == [1.0, 1.0]
+    assert all(len(rows) == 2 for by in rep["scores"]["each"].values() for rows in by.values())
     assert rep["judge"]["trained_on"] == 12 and rep["judge"]["tested_on"] == 4
     c = rep["control"]
     assert c["arousal"]["n"] == c["valence"]["n"] == 8
