@@ -192,7 +192,9 @@ class Composer:
                     check_room(mel, grid.bar_starts, config.max_bar_tokens)
                     if lam >= MODE_LAMBDA:  # below it the held rhythm bounds the notes already
                         budget = rewrite.note_budget(grid, mel, emotions.EMOTIONS[to], lam)
-                rows.append((z, info, mel, rewrite.tempo_bins(grid, config, emotions.EMOTIONS[to], heard, lam), budget))
+                # the paper's operation moves the latents alone: tempo and dynamics stay
+                tempo = grid.bar_tempo if paper else rewrite.tempo_bins(grid, config, emotions.EMOTIONS[to], heard, lam)
+                rows.append((z, info, mel, tempo, budget))
             prepared.append((grid, view, targets, rows, n))
         decoded: list[list[Grid]] = [[] for _ in prepared]
         by_length: dict[int, list[int]] = {}
@@ -217,7 +219,9 @@ class Composer:
             # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
             levels = [tuple(lam * x for x in emotions.levels(to)) for to, lam in targets]
             picks = self.best_of(outs, levels, n)[0]
-            kept = [rewrite.restore_instruments(outs[j], grid, row[2]) for j, row in zip(picks, rows)]
+            kept = [rewrite.restore_instruments(outs[j] if paper else rewrite.dynamics(
+                        outs[j], config, row[2], emotions.EMOTIONS[to][0], lam), grid, row[2])
+                    for j, row, (to, lam) in zip(picks, rows, targets)]  # fmt: skip
             results.append([Result(out, to, seed, {**info, "candidates": n, "keep": keep,
                                                    "warning": rewrite.gutted(out, grid)})
                             for out, (to, _), (_, info, *_) in zip(kept, targets, rows)])  # fmt: skip

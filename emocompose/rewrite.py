@@ -23,7 +23,8 @@ from emocompose.tokenizer import TokenizerConfig
 
 KEEP = ("melody", "none")  # what transform holds fixed: the melody, or nothing (the latents alone)
 # Mean velocity of real EMOPIA clips by arousal (high 78, low 54; model issue): at lambda 1 the
-# melody's mean moves to the target's, only toward it (a loud piece made happy stays loud).
+# melody's mean and the other notes' move to the target's, only toward it (a loud piece made
+# happy stays loud).
 TARGET_VELOCITY = {0: 54.0, 1: 78.0}
 # Tempo steps (5.7% each, `TokenizerConfig.tempo_bins`) at lambda 1 when arousal changes: 3 is
 # about 18% faster toward high arousal or slower toward low, within what a performer would take.
@@ -39,11 +40,18 @@ def held_melody(grid: Grid, config: TokenizerConfig, target: tuple[int, int], la
         mel = to_mode(mel, grid, config, major=bool(target[1]))
     if not len(mel):
         return mel
-    values = config.velocity_value(mel.vel).astype(np.float64)
-    goal = TARGET_VELOCITY[target[0]]
-    shift = lam * (goal - values.mean())
-    shift = max(shift, 0.0) if target[0] else min(shift, 0.0)
-    return replace(mel, vel=config.velocity_bin(np.round(values + shift)))
+    return replace(mel, vel=toward_arousal(mel.vel, config, target[0], lam))
+
+
+def toward_arousal(vel: np.ndarray, config: TokenizerConfig, arousal: int, lam: float) -> np.ndarray:
+    """Velocity bins moved together, by lam, from their mean toward TARGET_VELOCITY[arousal],
+    only in that direction."""
+    if not len(vel):
+        return vel
+    values = config.velocity_value(vel).astype(np.float64)
+    shift = lam * (TARGET_VELOCITY[arousal] - values.mean())
+    shift = max(shift, 0.0) if arousal else min(shift, 0.0)
+    return config.velocity_bin(np.round(values + shift))
 
 
 def melody_in_key(grid: Grid, config: TokenizerConfig, key: int) -> Melody:
@@ -106,6 +114,18 @@ def restore_instruments(out: Grid, source: Grid, mel: Melody | None) -> Grid:
     pick = lambda a: a[order]
     return replace(merged, bar=pick(merged.bar), pos=pick(merged.pos), track=pick(merged.track),
                    pitch=pick(merged.pitch), vel=pick(merged.vel), dur=pick(merged.dur))  # fmt: skip
+
+
+def dynamics(out: Grid, config: TokenizerConfig, mel: Melody | None, arousal: int, lam: float) -> Grid:
+    """`out` with its notes besides the melody (held already) moved as `toward_arousal` says:
+    the whole piece's dynamics follow the target's arousal, not the melody's alone."""
+    rest = pitched(out)
+    if mel is not None and len(mel):
+        at = set(zip(mel.step.tolist(), mel.pitch.tolist()))
+        rest &= np.array([k not in at for k in zip(out.onsets.tolist(), out.pitch.tolist())], bool)
+    vel = out.vel.copy()
+    vel[rest] = toward_arousal(out.vel[rest], config, arousal, lam)
+    return replace(out, vel=vel)
 
 
 def gutted(out: Grid, source: Grid) -> str | None:

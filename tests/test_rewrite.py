@@ -143,6 +143,11 @@ def test_lambda_zero_gives_the_piece_back_and_one_moves_mode_tempo_and_dynamics(
     vel = lambda grid, m: cfg.velocity_value(grid.vel[m.index]).mean()
     assert vel(moved.grid, heard) < vel(g, kept)  # quieter toward low arousal, not beyond the target's
     assert vel(moved.grid, heard) >= rewrite.TARGET_VELOCITY[0] - 3
+    rest = np.ones(moved.grid.n_notes, bool)
+    rest[heard.index] = False  # the other notes follow too: down to the target's mean, no further
+    assert cfg.velocity_value(moved.grid.vel[rest]).mean() <= rewrite.TARGET_VELOCITY[0] + 3
+    paper = composer.transform(g, "sad", 1.0, source="happy", seed=2, paper=True)
+    assert np.array_equal(paper.grid.bar_tempo, g.bar_tempo)  # the paper's operation: the latents alone
 
 
 def test_keep_none_is_the_latents_alone(composer):

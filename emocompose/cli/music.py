@@ -94,7 +94,7 @@ def transform(
 
     The model reads every pitched track as piano and rewrites what lies under the melody; the
     output gives the notes back to the source's instruments by register and keeps its drums.
-    Tempo and the melody's dynamics follow the target's arousal by lambda. An output with under
+    Tempo and dynamics follow the target's arousal by lambda. An output with under
     half the source's notes gets a warning.
 
     Examples:
@@ -209,7 +209,7 @@ def evaluate(
 
     An emotion classifier that never sees the model (logistic regression on note features) is
     trained on the data's train split; its accuracy on the test split is the real-music ceiling
-    printed beside every figure. Takes about 8 minutes on 2 CPU cores: with the defaults it decodes
+    printed beside every figure. Takes about 7 minutes on 2 CPU cores: with the defaults it decodes
     about 750 pieces (--clips 0 --scores 0 leaves out transform, swap and the scores).
 
     Example: emocompose evaluate --data data/all --out report
