@@ -189,7 +189,7 @@ class Composer:
                 mel = rewrite.held_melody(grid, config, emotions.EMOTIONS[to], lam) if keep == "melody" else None
                 budget = None
                 if mel is not None:
-                    check_room(mel, grid.bar_starts, config.max_bar_tokens)
+                    check_room(mel, grid.n_bars, config.max_bar_tokens)
                     if lam >= MODE_LAMBDA:  # below it the held rhythm bounds the notes already
                         budget = rewrite.note_budget(grid, mel, emotions.EMOTIONS[to], lam)
                 # the paper's operation moves the latents alone: tempo and dynamics stay
@@ -261,7 +261,7 @@ class Composer:
             mel = None
             if feature == "key" and keep == "melody":
                 mel = rewrite.melody_in_key(a, self.tok.config, key_b)
-                check_room(mel, va.bar_starts, self.tok.config.max_bar_tokens)
+                check_room(mel, va.n_bars, self.tok.config.max_bar_tokens)
                 plan.hold = MelodyHold(self.tok.vocab, mel, va.bar_starts, va, harmony=False)
             plans.append(plan)
             mels.append(mel)

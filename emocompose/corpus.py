@@ -38,7 +38,7 @@ def path(name: str) -> Path:
 def transform_kept(composer, count: int = len(SCORES), bars: int = 32, seed: int = 0, on_score=None) -> dict:
     """Per way, lambda and score, what the rewrite kept (see the module's docstring), and each
     way's means over the scores. `on_score(name)` is called after each score."""
-    from emocompose.emotions import emotion_of, opposite
+    from emocompose.emotions import heard, opposite
     from emocompose.likeness import likeness
     from emocompose.melody import piano_view, pitched
 
@@ -49,7 +49,7 @@ def transform_kept(composer, count: int = len(SCORES), bars: int = 32, seed: int
         g = g.bar_slice(0, bars) if bars else g
         tracks = set(g.track[pitched(g)].tolist())
         q = c.trained.classify(*c.trained.encode(piano_view(g)))
-        to = opposite(emotion_of(int(q["arousal"][1] >= 0.5), int(q["valence"][1] >= 0.5)))
+        to = opposite(heard(q))
         for way in WAYS:
             outs = c.transform_many(g, [(to, lam) for lam in LAMBDAS], seed=seed, keep=way)
             for lam, r in zip(LAMBDAS, outs):

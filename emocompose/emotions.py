@@ -36,6 +36,11 @@ def index_of(arousal: int, valence: int) -> int:
     return NAMES.index(emotion_of(arousal, valence))
 
 
+def heard(q: dict) -> str:
+    """The emotion a q(y|x) ({'arousal': [p_low, p_high], 'valence': [...]}) gives most weight."""
+    return emotion_of(int(q["arousal"][1] >= 0.5), int(q["valence"][1] >= 0.5))
+
+
 def opposite(name: str) -> str:
     """The emotion with both levels flipped (happy <-> sad, tense <-> calm)."""
     a, v = EMOTIONS[name]

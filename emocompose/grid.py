@@ -81,8 +81,13 @@ class Grid:
         nxt[order[:-1][same]] = on[order[1:][same]]
         fit = np.maximum(np.searchsorted(bins, nxt - on, side="right") - 1, 0)
         g = replace(self, dur=np.minimum(self.dur, fit))
-        return g if keep.all() else replace(g, bar=g.bar[keep], pos=g.pos[keep], track=g.track[keep],
-                                            pitch=g.pitch[keep], vel=g.vel[keep], dur=g.dur[keep])  # fmt: skip
+        return g if keep.all() else g.take(keep)
+
+    def take(self, index: np.ndarray) -> "Grid":
+        """The notes `index` picks (a mask, or positions in the order wanted); bars, tempi and
+        programs as they are."""
+        return replace(self, bar=self.bar[index], pos=self.pos[index], track=self.track[index],
+                       pitch=self.pitch[index], vel=self.vel[index], dur=self.dur[index])  # fmt: skip
 
     def bar_slice(self, start: int, stop: int) -> "Grid":
         """Bars start..stop-1 as a Grid of their own (bar numbers start again at 0)."""

@@ -26,9 +26,9 @@ from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, Vocab
 NOTE_TOKENS = 4  # Position, Pitch, Velocity, Duration: the most a melody note needs
 
 
-def check_room(melody: Melody, bar_starts: np.ndarray, max_bar_tokens: int) -> None:
+def check_room(melody: Melody, n_bars: int, max_bar_tokens: int) -> None:
     """An InputError naming the first bar whose melody notes cannot fit in a bar's tokens."""
-    per_bar = np.bincount(np.searchsorted(bar_starts, melody.step, side="right") - 1, minlength=len(bar_starts))
+    per_bar = np.bincount(melody.bar, minlength=n_bars)
     over = np.flatnonzero(per_bar * NOTE_TOKENS + 2 > max_bar_tokens)  # + the Bar and Tempo tokens
     if len(over):
         b = int(over[0])
@@ -60,8 +60,7 @@ class MelodyHold:
             self.free[on] = True
         else:
             self.free = np.ones(total + 1, bool)
-        bar = np.searchsorted(bar_starts, melody.step, side="right") - 1
-        self.bars = [np.flatnonzero(bar == t) for t in range(len(bar_starts) - 1)]
+        self.bars = [np.flatnonzero(melody.bar == t) for t in range(len(bar_starts) - 1)]
         self.melody = melody
         self.steps = c.duration_array
         self.vel_id = vocab.vel0 + PIANO * c.velocity_bins

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emocompose.emotions import emotion_of
+from emocompose.emotions import EMOTIONS, emotion_of, heard
 from emocompose.errors import ModelError, UsageError
 from emocompose.features import KEY_NAMES, global_key, is_major, parallel_key
 from emocompose.presets import COHERENCE, MODE_LAMBDA
@@ -112,7 +112,7 @@ def shifted_latents(tm: TrainedModel, grid: Grid, target: tuple[int, int], lam: 
     source's."""
     mu_r, mu_k = tm.encode(grid) if encoded is None else encoded
     q = tm.classify(mu_r, mu_k)
-    src = source or (int(q["arousal"][1] >= 0.5), int(q["valence"][1] >= 0.5))
+    src = source or EMOTIONS[heard(q)]
     info = {"source_emotion": emotion_of(*src), "q": q, "lambda": lam, "source_inferred": source is None}
     z = [mu_r.clone(), mu_k.clone()]
     if paper:

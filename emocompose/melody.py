@@ -31,10 +31,11 @@ TOP_SHARE = 0.8  # ... and this share of its notes are the highest sounding at t
 
 @dataclass(frozen=True)
 class Melody:
-    """The melody's notes in time order: index into the source grid's notes, onset in grid
+    """The melody's notes in time order: index into the source grid's notes, bar, onset in grid
     steps from the piece's start, pitch, velocity bin and duration bin (cut at the next onset)."""
 
     index: np.ndarray
+    bar: np.ndarray
     step: np.ndarray
     pitch: np.ndarray
     vel: np.ndarray
@@ -81,7 +82,7 @@ def find_melody(grid: Grid, config: TokenizerConfig) -> Melody:
     nxt = np.r_[step[1:], np.iinfo(np.int64).max]
     bins = config.duration_array
     fit = np.maximum(np.searchsorted(bins, np.minimum(nxt - step, bins[-1]), side="right") - 1, 0)
-    return Melody(keep, step, grid.pitch[keep].astype(np.int64), grid.vel[keep].astype(np.int64),
+    return Melody(keep, grid.bar[keep], step, grid.pitch[keep].astype(np.int64), grid.vel[keep].astype(np.int64),
                   np.minimum(grid.dur[keep], fit).astype(np.int64))  # fmt: skip
 
 
@@ -102,8 +103,7 @@ def to_mode(melody: Melody, grid: Grid, config: TokenizerConfig, major: bool) ->
     keys = bar_keys(grid, config)
     if not len(melody) or not len(keys):
         return melody
-    bar = np.searchsorted(grid.bar_starts, melody.step, side="right") - 1
-    key = keys[np.clip(bar, 0, len(keys) - 1)]
+    key = keys[melody.bar]
     degree = (melody.pitch - key % 12) % 12
     table = TO_MAJOR if major else TO_MINOR
     move = np.array([table.get(d, d) - d for d in degree.tolist()], np.int64)
@@ -113,8 +113,6 @@ def to_mode(melody: Melody, grid: Grid, config: TokenizerConfig, major: bool) ->
 
 def piano_view(grid: Grid) -> Grid:
     """The piece as the model reads it: every pitched note on the piano, drums left out."""
-    m = pitched(grid)
-    order = np.lexsort((grid.pitch[m], grid.pos[m], grid.bar[m]))
-    pick = lambda a: a[m][order]
-    return replace(grid, bar=pick(grid.bar), pos=pick(grid.pos), track=np.full(int(m.sum()), PIANO, np.int64),
-                   pitch=pick(grid.pitch), vel=pick(grid.vel), dur=pick(grid.dur))  # fmt: skip
+    notes = np.flatnonzero(pitched(grid))
+    g = grid.take(notes[np.lexsort((grid.pitch[notes], grid.pos[notes], grid.bar[notes]))])
+    return replace(g, track=np.full(g.n_notes, PIANO, np.int64))

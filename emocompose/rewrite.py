@@ -70,7 +70,7 @@ def note_budget(grid: Grid, mel: Melody, target: tuple[int, int], lam: float) ->
     piece made sad came out busier than it went in."""
     bars = grid.n_bars
     others = np.bincount(grid.bar[pitched(grid)], minlength=bars)
-    melody = np.bincount(np.searchsorted(grid.bar_starts, mel.step, side="right") - 1, minlength=bars)[:bars]
+    melody = np.bincount(mel.bar, minlength=bars)
     base = np.maximum(others - melody, melody)
     return np.ceil(base * (1 + lam * DENSER * target[0])).astype(np.int64)
 
@@ -110,10 +110,7 @@ def restore_instruments(out: Grid, source: Grid, mel: Melody | None) -> Grid:
                      track=cat(track, source.track[drums]), pitch=cat(out.pitch, source.pitch[drums]),
                      vel=cat(out.vel, source.vel[drums]), dur=cat(out.dur, source.dur[drums]),
                      programs=dict(source.programs))  # fmt: skip
-    order = np.lexsort((merged.pitch, merged.track, merged.pos, merged.bar))
-    pick = lambda a: a[order]
-    return replace(merged, bar=pick(merged.bar), pos=pick(merged.pos), track=pick(merged.track),
-                   pitch=pick(merged.pitch), vel=pick(merged.vel), dur=pick(merged.dur))  # fmt: skip
+    return merged.take(np.lexsort((merged.pitch, merged.track, merged.pos, merged.bar)))
 
 
 def dynamics(out: Grid, config: TokenizerConfig, mel: Melody | None, arousal: int, lam: float) -> Grid:
