@@ -21,6 +21,7 @@ import numpy as np
 from emocompose.errors import InputError
 from emocompose.grid import Grid
 from emocompose.melody import PIANO, Melody
+from emocompose.sampling import AFTER_POSITION, AFTER_VELOCITY, PLACES
 from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, Vocab
 
 NOTE_TOKENS = 4  # Position, Pitch, Velocity, Duration: the most a melody note needs
@@ -92,8 +93,6 @@ class MelodyHold:
         """The grammar's `ids` after `state`, without the pitches and lengths the module rules
         out (the model draws among the rest); the pitch span of what is left. Positions and bar
         ends stay: `settle` moves a drawn one to where a note may begin."""
-        from emocompose.sampling import AFTER_POSITION, AFTER_VELOCITY, PLACES
-
         v = self.vocab
         kind, value = v.kind[ids], v.value[ids]
         keep = np.ones(len(ids), bool)
