@@ -14,6 +14,7 @@ from emocompose.grid import Grid
 from emocompose.tokenizer import TokenizerConfig
 
 COLOURS = {"happy": "#e69f00", "tense": "#d55e00", "sad": "#0072b2", "calm": "#009e73"}
+TRACK_COLOURS = ("#777777", "#222222", "#aa7722", "#6633aa", "#228833")  # by midi.TRACKS
 
 
 def _plt():
@@ -25,36 +26,80 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def _save(fig, path: Path) -> None:
+    write_bytes(path, _png(fig))
+
+
+def _notes(ax, g: Grid, config: TokenizerConfig, colours) -> None:
+    """Notes as bars over beats (velocity as opacity), dotted bar lines, the pitch range fitted."""
+    plt = _plt()
+    ppq = config.positions_per_quarter
+    onset = g.onsets / ppq
+    length = config.duration_array[g.dur] / ppq
+    alpha = 0.3 + 0.7 * g.vel / max(config.velocity_bins - 1, 1)
+    for x, w, p, a, c in zip(onset, length, g.pitch, alpha, colours):
+        ax.add_patch(plt.Rectangle((x, p - 0.4), w, 0.8, color=c, alpha=float(a), lw=0))
+    for s in g.bar_starts / ppq:
+        ax.axvline(s, color="0.8", lw=0.5, ls=":")
+    lo, hi = (int(g.pitch.min()) - 2, int(g.pitch.max()) + 2) if g.n_notes else (48, 84)
+    ax.set_xlim(0, g.bar_starts[-1] / ppq)
+    ax.set_ylim(lo, hi)
+    ax.set_ylabel("pitch")
 
 
 def piano_roll(grids: dict[str, Grid], config: TokenizerConfig, path: Path) -> None:
     """One piano roll per emotion, stacked; bar lines dotted, velocity as opacity."""
     plt = _plt()
     fig, axes = plt.subplots(len(grids), 1, figsize=(11, 2.3 * len(grids)), squeeze=False)
-    ppq = config.positions_per_quarter
     for ax, (name, g) in zip(axes[:, 0], grids.items()):
-        starts = g.bar_starts
-        onset = g.onsets / ppq
-        length = config.duration_array[g.dur] / ppq
-        alpha = 0.3 + 0.7 * g.vel / max(config.velocity_bins - 1, 1)
-        for x, w, p, a in zip(onset, length, g.pitch, alpha):
-            ax.add_patch(plt.Rectangle((x, p - 0.4), w, 0.8, color=COLOURS.get(name, "k"), alpha=float(a), lw=0))
-        for s in starts / ppq:
-            ax.axvline(s, color="0.8", lw=0.5, ls=":")
-        lo, hi = (int(g.pitch.min()) - 2, int(g.pitch.max()) + 2) if g.n_notes else (48, 84)
-        ax.set_xlim(0, starts[-1] / ppq)
-        ax.set_ylim(lo, hi)
-        ax.set_ylabel("pitch")
+        _notes(ax, g, config, [COLOURS.get(name, "k")] * g.n_notes)
         tracks = ", ".join(sorted({TRACKS[t] for t in g.track.tolist()}))
         ax.set_title(f"{name}: {g.n_bars} bars, {g.n_notes} notes ({tracks})", fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("beats")
     fig.subplots_adjust(hspace=0.45)
     _save(fig, path)
+
+
+def piece(g: Grid, config: TokenizerConfig, keys: list[str], heard: np.ndarray, title: str) -> bytes:
+    """PNG of one piece: its piano roll, coloured by track class, with each bar's key written
+    where it changes; under it, per bar, the chance the model hears high arousal and high
+    valence, over a band coloured by the emotion heard."""
+    from emocompose.emotions import EMOTIONS, emotion_of
+
+    plt = _plt()
+    width = min(max(6.0, 0.55 * g.n_bars), 24.0)
+    fig, (roll, q) = plt.subplots(2, 1, figsize=(width, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    _notes(roll, g, config, [TRACK_COLOURS[t] for t in g.track.tolist()])
+    starts = g.bar_starts / config.positions_per_quarter
+    for i, name in enumerate(keys):
+        if i == 0 or name != keys[i - 1]:
+            roll.text(starts[i], 1.01, name, transform=roll.get_xaxis_transform(), fontsize=7, rotation=30)
+    present = sorted(set(g.track.tolist()))
+    if present:  # a silent piece has nothing to name
+        roll.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=TRACK_COLOURS[t]) for t in present],
+                    labels=[TRACKS[t] for t in present], fontsize=7, loc="upper right")  # fmt: skip
+    roll.set_title(title, fontsize=9, loc="left", pad=18)
+    for i, (a, v) in enumerate(heard):
+        q.axvspan(starts[i], starts[i + 1], color=COLOURS[emotion_of(int(a > 0.5), int(v > 0.5))], alpha=0.18, lw=0)
+    mid = (starts[:-1] + starts[1:]) / 2
+    q.plot(mid, heard[:, 0], marker="o", ms=3, color="#cc3311", label="arousal high")
+    q.plot(mid, heard[:, 1], marker="s", ms=3, color="#0077bb", label="valence high")
+    q.axhline(0.5, color="0.5", lw=0.6, ls=":")
+    q.set_ylim(0, 1)
+    q.set_ylabel("heard")
+    q.set_xlabel("beats")
+    q.legend(handles=q.get_legend_handles_labels()[0] + [plt.Rectangle((0, 0), 1, 1, color=COLOURS[e], alpha=0.3)
+                                                         for e in EMOTIONS],  # fmt: skip
+             labels=q.get_legend_handles_labels()[1] + list(EMOTIONS), fontsize=7, ncol=6, loc="upper left",
+             bbox_to_anchor=(0, -0.45))  # fmt: skip
+    return _png(fig)
 
 
 def latent_scatter(panels: list[tuple[str, np.ndarray, np.ndarray, tuple[str, str]]], path: Path) -> None:

@@ -24,6 +24,7 @@ LIMITS = {
     "EMOCOMPOSE_MAX_NOTES": 200_000,
     "EMOCOMPOSE_MAX_BARS": 4_000,  # about two hours of 4/4 at 120 BPM
     "EMOCOMPOSE_MAX_TRACKS": 512,
+    "EMOCOMPOSE_MAX_AUDIO_MINUTES": 20,  # rendering holds the whole mix in memory: 20 minutes is 0.5 GB
 }
 MIN_BPM, MAX_BPM = 4.0, 1000.0  # tempos outside are corrupt files, not music
 MAX_TPQ = 32_767  # the largest tick resolution a standard MIDI header can state
@@ -180,6 +181,18 @@ def check_midi_structure(data: bytes, name: str) -> None:
         raise InputError(f"truncated: header declares {ntracks} tracks, {found} found", name)
 
 
+def midi_bytes(path: str | os.PathLike, data: bytes | None = None) -> bytes:
+    """A file's MIDI, read within the size limit (unless `data` holds it already), a score
+    converted through music21, and its chunks checked."""
+    name = str(path)
+    if data is None:
+        data = read_input(path)
+    if os.path.splitext(name)[1].lower() in SCORE_SUFFIXES:
+        data = _score_to_midi_bytes(data, name)
+    check_midi_structure(data, name)
+    return data
+
+
 def _score_to_midi_bytes(data: bytes, name: str) -> bytes:
     """MusicXML, ABC or kern to MIDI bytes through music21 (a convenience; slow but thorough)."""
     import tempfile
@@ -220,11 +233,7 @@ def load_piece(
     whose downbeats give the real bars where the file declares 1/4), "ignore" never does.
     """
     name = str(path)
-    if data is None:
-        data = read_input(path)
-    if os.path.splitext(name)[1].lower() in SCORE_SUFFIXES:
-        data = _score_to_midi_bytes(data, name)
-    check_midi_structure(data, name)
+    data = midi_bytes(path, data)
     from symusic import Score
 
     try:

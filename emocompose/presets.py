@@ -1,5 +1,5 @@
-"""The defaults of the latent operations, as named presets: the one place the CLI, the Python API
-and `evaluate` read them from. Light on purpose (no torch, no numpy), so `--help` can show them.
+"""The defaults of the latent operations (and of hearing their results), as named presets: the one
+place the CLI, the Python API and `evaluate` read them from. Light on purpose (no torch, no numpy), so `--help` can show them.
 """
 
 from __future__ import annotations
@@ -37,3 +37,8 @@ CANDIDATES = 1
 # From this lambda on, a rewrite is in the target's mode: transform moves the melody into it and
 # names the new key (below it the latents have not yet crossed half way, and the key is the source's).
 MODE_LAMBDA = 0.5
+
+# hearing a result (`audio`): CD rate, and the share of the mix sent through a small hall, since
+# dry soundfont samples sound boxed-in
+SAMPLE_RATE = 44_100
+REVERB = 0.15

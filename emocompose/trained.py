@@ -85,14 +85,17 @@ class TrainedModel:
                 mu_k.append(mk[0])
         return torch.cat(mu_r), torch.cat(mu_k)
 
-    def log_q(self, mu_r, mu_k) -> list:
-        """log q(y|x) per axis (arousal, valence) from the per-bar means: two tensors (low, high)."""
+    def log_q(self, mu_r, mu_k, per_bar: bool = False) -> list:
+        """log q(y|x) per axis (arousal, valence) from the per-bar means: two tensors (low, high)
+        for the whole piece, or with `per_bar` two (bars, 2), each bar heard on its own."""
         import torch
 
         out = []
         for axis, mu in enumerate((mu_r, mu_k)):
-            mask = torch.ones(1, len(mu), dtype=torch.bool, device=self.device)
-            out.append(self.model.priors()[axis].log_q(mu[None], mask)[0])
+            z = mu[:, None] if per_bar else mu[None]  # (pieces, bars, latent)
+            mask = torch.ones(z.shape[:2], dtype=torch.bool, device=self.device)
+            lq = self.model.priors()[axis].log_q(z, mask)
+            out.append(lq if per_bar else lq[0])
         return out
 
     def classify(self, mu_r, mu_k) -> dict:

@@ -5,7 +5,8 @@ failure is one line on stderr and a documented exit code (see `emocompose.errors
 set EMOCOMPOSE_DEBUG=1 to see tracebacks. torch and music21 are imported inside commands only,
 so `--help` and shell completion stay fast. Defaults are read from the core (`presets`,
 `TrainConfig`, `LossConfig`), never typed twice. The commands live in `data` (tokenize,
-detokenize, analyze, preprocess, train) and `music` (generate, transform, swap, evaluate).
+detokenize, analyze, preprocess, train), `music` (generate, transform, swap, evaluate) and
+`views` (render, plot).
 """
 
 from __future__ import annotations
@@ -107,4 +108,4 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(EXIT_INTERNAL)
 
 
-from emocompose.cli import data, music  # noqa: E402,F401  (registers their commands on `app`)
+from emocompose.cli import data, music, views  # noqa: E402,F401  (registers their commands on `app`)

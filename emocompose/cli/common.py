@@ -26,6 +26,17 @@ def batch(items: list[str], work: Callable[[str], None], what: str = "file") -> 
             task, completed=done, info=item if len(item) < 40 else "..." + item[-37:]))  # fmt: skip
 
 
+def inputs_or_stdin(inputs: list[str]) -> list[str]:
+    """The MIDI files named or found in the folders given, with '-' (stdin) kept."""
+    from emocompose.dataset import find_inputs
+    from emocompose.errors import UsageError
+
+    files = [f for f in inputs if f == "-"] + find_inputs([f for f in inputs if f != "-"])
+    if not files:
+        raise UsageError("no MIDI files found in the inputs given")
+    return files
+
+
 BEATS_OPT = typer.Option("auto", help="auto: use a beat_midi.txt beside the file for bar lines (POP909); ignore: never.")
 
 
@@ -61,17 +72,45 @@ def read_piece(composer, path: str):
     return composer.tok.grid(composer.tok.load(path if path != "-" else "<stdin>", data=data))
 
 
-def emit(dest, result, name: str, composer, as_json: bool, t0: float, **extra) -> None:
-    """Write one result and say where it went (a JSON line with --json)."""
-    path = dest.write(name, composer.tok.to_midi(result.grid))
+class Beside:
+    """What a command writes beside each MIDI output: its audio (`--audio`) and its picture
+    (`--plot`), both made (and a bad soundfont refused) before any decoding."""
+
+    def __init__(self, audio: str | None, plot: str | None, out: str | None, many: bool, soundfont: str | None):
+        from emocompose.audio import AudioOut
+        from emocompose.errors import UsageError
+        from emocompose.plot import PlotOut
+
+        if soundfont is not None and audio is None:
+            raise UsageError("--soundfont plays the audio of --audio; give --audio too")
+        if [out, audio, plot].count("-") > 1:
+            raise UsageError("only one of -o, --audio and --plot can write to stdout")
+        self.audio = AudioOut(audio, many=many, soundfont=soundfont) if audio is not None else None
+        self.plot = PlotOut(plot, many=many) if plot is not None else None
+
+    def write(self, name: str, midi: bytes, grid, trained) -> dict:
+        written = {}
+        if self.audio is not None:
+            written["audio"] = self.audio.write(name, midi)[0]
+        if self.plot is not None:
+            written["plot"] = self.plot.write(name, grid, trained)[0]
+        return written
+
+
+def emit(dest, result, name: str, composer, as_json: bool, t0: float, beside: Beside, **extra) -> None:
+    """Write one result (and what goes beside it) and say where it went (a JSON line with --json)."""
+    midi = composer.tok.to_midi(result.grid)
+    path = dest.write(name, midi)
     record = {"path": path, "emotion": result.emotion, "bars": int(result.grid.n_bars),
-              "notes": int(result.grid.n_notes), "seed": result.seed,
-              "seconds": round(time.perf_counter() - t0, 3), **extra}  # fmt: skip
+              "notes": int(result.grid.n_notes), "seed": result.seed, **extra,
+              **beside.write(name, midi, result.grid, composer.trained)}  # fmt: skip
+    record["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
         print(json.dumps(record), flush=True)
     else:
         in_key = f", {record['key']}" if record.get("key") else ""
-        say(f"wrote [bold]{path}[/] ({record['bars']} bars, {record['notes']} notes{in_key})")
+        also = "".join(f" and [bold]{record[k]}[/]" for k in ("audio", "plot") if k in record)
+        say(f"wrote [bold]{path}[/]{also} ({record['bars']} bars, {record['notes']} notes{in_key})")
 
 
 MODEL_OPT = typer.Option(None, "--model", "-m", help="A model file (safetensors); default: the shipped model.")
@@ -83,6 +122,12 @@ TOP_P_HELP = ("Nucleus sampling of pitches: keep the likeliest pitches up to thi
 PAPER_OPT = typer.Option(False, "--paper", help="The paper's latent operations exactly: bars drawn alone, z_k "
                         "around the emotion's component mean, transform shifted by the difference of the component "
                         "means, one decoding per output (for comparisons).")
+SOUNDFONT_OPT = typer.Option(None, "--soundfont", help="An SF2 soundfont to play the audio with (default: "
+                             "the General MIDI font TimGM6mb that the pretty_midi package carries).")
+AUDIO_OPT = typer.Option(None, "--audio", help="Also write the result as audio: a .wav file, or a folder for several "
+                         "(named as the MIDI). See `emocompose render`.")
+PLOT_OPT = typer.Option(None, "--plot", help="Also draw the result (piano roll, keys, emotion heard per bar): a .png "
+                        "file, or a folder for several. See `emocompose plot`.")
 CANDIDATES_OPT = typer.Option(None, "--candidates", help="Decode this many versions of each output and keep the one "
                               f"the model's own encoder hears as most like the target emotion (default {presets.CANDIDATES}; "
                               "--paper takes only 1). Each one adds a decoding's time.", show_default=False)  # fmt: skip

@@ -12,8 +12,9 @@ import typer
 
 from emocompose import presets
 from emocompose.cli import app
-from emocompose.cli.common import (CANDIDATES_OPT, JSON_OPT, MODEL_OPT, PAPER_OPT, SEED_OPT, TEMP_HELP, TOP_P_HELP,
-                                   batch, emit, load_composer, read_piece)  # fmt: skip
+from emocompose.cli.common import (AUDIO_OPT, CANDIDATES_OPT, JSON_OPT, MODEL_OPT, PAPER_OPT, SEED_OPT, SOUNDFONT_OPT,
+                                   TEMP_HELP, TOP_P_HELP, PLOT_OPT, Beside, batch, emit, inputs_or_stdin, load_composer,
+                                   read_piece)  # fmt: skip
 from emocompose.console import progress, say
 from emocompose.errors import EXIT_OK
 
@@ -38,11 +39,14 @@ def generate(
                                       "Default: EMOTION_SEED_I.mid in the current folder, never overwriting."),  # fmt: skip
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON_OPT,
+    audio: Optional[str] = AUDIO_OPT,
+    soundfont: Optional[str] = SOUNDFONT_OPT,
+    plot: Optional[str] = PLOT_OPT,
 ) -> None:
     """Compose new music that carries an emotion.
 
     Examples:
-      emocompose generate --emotion happy --bars 20 -o happy.mid
+      emocompose generate --emotion happy --bars 20 -o happy.mid --audio happy.wav
       emocompose generate --emotion sad --count 8 -o sad/ --json
       emocompose generate --emotion sad --key "D minor" --tempo 70 -o sad.mid
       emocompose generate --arousal 0.5 --valence -0.8 -o -  > tense-ish.mid
@@ -56,13 +60,14 @@ def generate(
     target_levels(emotion, arousal, valence)
     check_key(key, paper)
     dest = Destination(out, many=count > 1)
+    beside = Beside(audio, plot, out, count > 1, soundfont)
     t0 = time.perf_counter()
     composer = load_composer(model, batch=count * n)
     results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
                                 temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
                                 paper=paper, candidates=candidates)  # fmt: skip
     for i, r in enumerate(results):
-        emit(dest, r, f"{r.emotion}_{seed}_{i}.mid", composer, as_json, t0,
+        emit(dest, r, f"{r.emotion}_{seed}_{i}.mid", composer, as_json, t0, beside,
              **({"key": r.info["key"]} if r.info.get("key") else {}))  # fmt: skip
 
 
@@ -89,6 +94,9 @@ def transform(
                              "piece from the moved latents (--paper implies none)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output file exists already "
                                        "(rerun a killed batch to finish it; the same seed gives the same bytes)."),  # fmt: skip
+    audio: Optional[str] = AUDIO_OPT,
+    soundfont: Optional[str] = SOUNDFONT_OPT,
+    plot: Optional[str] = PLOT_OPT,
 ) -> None:
     """Rewrite pieces to carry another emotion, keeping the melody, meter and instruments.
 
@@ -104,9 +112,7 @@ def transform(
       cat song.mid | emocompose transform - --to happy -o - > happy.mid
     """
     from emocompose.compose import check_candidates, check_keep, check_lambda
-    from emocompose.dataset import find_inputs
     from emocompose.emotions import parse_emotion
-    from emocompose.errors import UsageError
     from emocompose.outputs import Destination, check_limits
 
     n = check_candidates(candidates, paper)
@@ -115,10 +121,9 @@ def transform(
         parse_emotion(source)
     check_lambda(lam)
     check_keep(keep)
-    files = [f for f in inputs if f == "-"] + find_inputs([f for f in inputs if f != "-"])
-    if not files:
-        raise UsageError("no MIDI files found in the inputs given")
+    files = inputs_or_stdin(inputs)
     dest = Destination(out, many=len(files) > 1)
+    beside = Beside(audio, plot, out, len(files) > 1, soundfont)
     name_of = lambda path: f"{'stdin' if path == '-' else Path(path).stem}_to_{to}.mid"
     todo = [f for f in files if not (skip_existing and dest.exists(name_of(f)))]
     composer = load_composer(model, batch=n) if todo else None
@@ -133,7 +138,7 @@ def transform(
         keys = f", key {' -> '.join(dict.fromkeys(key))}" if key else ""  # one name if kept
         print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
               f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
-        emit(dest, r, name_of(path), composer, as_json, t0, input=path, source_emotion=r.info["source_emotion"],
+        emit(dest, r, name_of(path), composer, as_json, t0, beside, input=path, source_emotion=r.info["source_emotion"],
              q=q, **{"lambda": lam}, keep=r.info["keep"], warning=r.info["warning"],
              **({"source_key": key[0], "key": key[1]} if key else {}))  # fmt: skip
         if r.info["warning"]:
@@ -157,6 +162,9 @@ def swap(
     as_json: bool = JSON_OPT,
     keep: str = typer.Option("melody", "--keep", help="melody: a key swap carries A's melody, note for note, into "
                              "B's key and mode; none: the latents alone."),
+    audio: Optional[str] = AUDIO_OPT,
+    soundfont: Optional[str] = SOUNDFONT_OPT,
+    plot: Optional[str] = PLOT_OPT,
 ) -> None:
     """Give piece A the rhythm (or the key) of piece B.
 
@@ -175,12 +183,13 @@ def swap(
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be read from stdin")
     dest = Destination(out, many=False)
+    beside = Beside(audio, plot, out, False, soundfont)
     t0 = time.perf_counter()
     composer = load_composer(model)
     ga, gb = read_piece(composer, a), read_piece(composer, b)
     check_limits(bars=ga.n_bars)
     r = composer.swap(ga, gb, feature, seed=seed, temperature=temperature, top_p=top_p, keep=keep)
-    emit(dest, r, f"{Path(a).stem}_{feature}_from_{Path(b).stem}.mid", composer, as_json, t0, **r.info)
+    emit(dest, r, f"{Path(a).stem}_{feature}_from_{Path(b).stem}.mid", composer, as_json, t0, beside, **r.info)
 
 
 @app.command()
