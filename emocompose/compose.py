@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from emocompose import emotions, latents, rewrite
+from emocompose import emotions, latents, rewrite, trajectory
 from emocompose.errors import InputError, UsageError
 from emocompose.features import KEY_NAMES, parse_key
 from emocompose.presets import BARS, CANDIDATES, COHERENCE, GENERATE, MODE_LAMBDA, REWRITE, SamplingConfig
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
+from emocompose.trajectory import TRANSITION, Segment
 
 FEATURES = ("rhythm", "key")  # what swap can take from piece B
 
@@ -59,20 +60,6 @@ def check_feature(feature: str) -> str:
     return feature
 
 
-def target_levels(emotion: str | None, arousal: float | None = None, valence: float | None = None):
-    """The point in [-1, 1]^2 to generate at and its emotion's name: a named emotion, or both
-    arousal and valence (each in [-1, 1])."""
-    if emotion is not None:
-        name = emotions.parse_emotion(emotion)
-        return emotions.levels(name), name
-    if arousal is None or valence is None:
-        raise UsageError("give an emotion (happy, tense, sad, calm), or both arousal and valence")
-    for axis, x in zip(emotions.AXES, (arousal, valence)):
-        if not -1.0 <= x <= 1.0:
-            raise UsageError(f"{axis} must be in [-1, 1], got {x}")
-    return (arousal, valence), emotions.emotion_of(int(arousal >= 0), int(valence >= 0))
-
-
 @dataclass
 class Result:
     grid: Grid
@@ -95,51 +82,69 @@ class Composer:
     def tok(self):
         return self.trained.tok
 
-    def best_of(self, grids: list[Grid], levels: list[tuple[float, float]], n: int) -> tuple[list[int], list[dict]]:
+    def best_of(self, grids: list[Grid], targets: list[list[Segment]], n: int) -> tuple[list[int], list[dict]]:
         """For outputs decoded n at a time (grids[i * n : (i + 1) * n] are the candidates for
-        levels[i], a point in [-1, 1]^2), the index of the candidate whose own encoding q(y|x)
-        gives the target the highest log-probability (each axis weighted by how far its level is
-        from the middle), and the q of each one kept. choice (beyond the paper): the decoder does
-        not always follow the latents; this makes the model check its own work. With n = 1 there
-        is nothing to choose: the outputs as they are, no q."""
+        targets[i], its segments of bars each at a point in [-1, 1]^2), the index of the
+        candidate whose own encoding q(y|x), taken over each segment's bars, gives the targets
+        the highest log-probability (each axis weighted by how far its level is from the middle),
+        and the whole piece's q of each one kept. choice (beyond the paper): the decoder does not
+        always follow the latents; this makes the model check its own work. With n = 1 there is
+        nothing to choose: the outputs as they are, no q."""
         from emocompose.trained import rounded_q
 
         if n == 1:
-            return list(range(len(levels))), [None] * len(levels)
+            return list(range(len(targets))), [None] * len(targets)
         picks, qs = [], []
-        for i, lv in enumerate(levels):
+        for i, segments in enumerate(targets):
             scored = []
             for j in range(i * n, (i + 1) * n):
-                logq = self.trained.log_q(*self.trained.encode(grids[j]))
-                scored.append((sum(abs(lv[a]) * float(logq[a][int(lv[a] >= 0)]) for a in range(2)), j, logq))
-            _, best, logq = max(scored, key=lambda x: (x[0], -x[1]))  # ties: the first
+                mu_r, mu_k = self.trained.encode(grids[j])
+                score, start = 0.0, 0
+                for seg in segments:
+                    logq = self.trained.log_q(mu_r[start : start + seg.bars], mu_k[start : start + seg.bars])
+                    score += sum(abs(seg.levels[a]) * float(logq[a][int(seg.levels[a] >= 0)]) for a in range(2))
+                    start += seg.bars
+                scored.append((score, j, (mu_r, mu_k)))
+            _, best, mu = max(scored, key=lambda x: (x[0], -x[1]))  # ties: the first
             picks.append(best)
-            qs.append(rounded_q(logq))
+            qs.append(rounded_q(self.trained.log_q(*mu)))
         return picks, qs
 
-    def generate(self, emotion: str | None = None, *, arousal: float | None = None, valence: float | None = None,
-                 bars: int = BARS, count: int = 1, seed: int = 0, temperature: float = GENERATE.temperature,
-                 top_p: float = GENERATE.top_p, latent_temperature: float = 1.0, coherence: float = COHERENCE,
-                 key: str | None = None, tempo: float | None = None, paper: bool = False,
-                 candidates: int | None = None) -> list[Result]:  # fmt: skip
-        """`count` pieces of `bars` bars, decoded as one batch. Either a named emotion, or a point
-        (arousal, valence) in [-1, 1]^2 between the component means. See `latents.prior_latents`
-        for `coherence`, `key` and `paper`, `best_of` for `candidates` (default presets.CANDIDATES,
-        1 with `paper`)."""
+    def generate(self, emotion: str | None = None, *, arousal: float | str | None = None,
+                 valence: float | str | None = None, bars: int | None = None, count: int = 1, seed: int = 0,
+                 temperature: float = GENERATE.temperature, top_p: float = GENERATE.top_p,
+                 latent_temperature: float = 1.0, coherence: float = COHERENCE, key: str | None = None,
+                 tempo: float | None = None, paper: bool = False, candidates: int | None = None,
+                 transition: int = TRANSITION) -> list[Result]:  # fmt: skip
+        """`count` pieces, decoded as one batch, of `bars` bars (default presets.BARS). Either a
+        named emotion, or a point (arousal, valence) in [-1, 1]^2 between the component means;
+        either may be a trajectory of segments ('calm:8,tense:8', '0.5:8,-0.5:8': see
+        `trajectory`), whose bars add up to the piece's, the latents gliding over `transition`
+        bars at each change. See `latents.prior_latents` for `coherence`, `key` and `paper`,
+        `best_of` for `candidates` (default presets.CANDIDATES, 1 with `paper`)."""
         from emocompose.sampling import BarPlan
 
-        levels, label = target_levels(emotion, arousal, valence)
+        spec = lambda x: None if x is None else str(x)  # noqa: E731
+        segments = trajectory.plan(emotion, spec(arousal), spec(valence), bars, BARS)
+        bars, label = sum(s.bars for s in segments), trajectory.label(segments)
         n = check_candidates(candidates, paper)
-        z_r, z_k, keys = latents.prior_latents(self.trained, levels, count * n, bars, seed, latent_temperature,
-                                               coherence, check_key(key, paper), paper)  # fmt: skip
+        z_r, z_k, keys = latents.prior_latents(self.trained, segments, count * n, seed, latent_temperature,
+                                               coherence, check_key(key, paper), paper, transition)  # fmt: skip
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
         plan = BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars)
         grids = self.trained.decode(z_r, z_k, [plan] * (count * n), SamplingConfig(temperature, top_p, seed))
-        picks, qs = self.best_of(grids, [levels] * count, n)
-        return [Result(grids[j], label, seed, {"arousal": levels[0], "valence": levels[1], "index": i,
-                                               "key": None if keys is None else KEY_NAMES[keys[j]],
-                                               "candidates": n, "q": q})
-                for i, (j, q) in enumerate(zip(picks, qs))]  # fmt: skip
+        picks, qs = self.best_of(grids, [segments] * count, n)
+        results = []
+        for i, (j, q) in enumerate(zip(picks, qs)):
+            names = None if keys is None else [KEY_NAMES[k] for k in keys[j]]
+            info = {"arousal": segments[0].levels[0], "valence": segments[0].levels[1], "index": i,
+                    "key": None if names is None else " -> ".join(dict.fromkeys(names)), "candidates": n, "q": q}  # fmt: skip
+            if len(segments) > 1:
+                info["segments"] = [{"bars": s.bars, "emotion": s.emotion, "arousal": s.levels[0],
+                                     "valence": s.levels[1], "key": None if names is None else names[k]}
+                                    for k, s in enumerate(segments)]  # fmt: skip
+            results.append(Result(grids[j], label, seed, info))
+        return results
 
     def transform(self, grid: Grid, to: str, lam: float, *, source: str | None = None, seed: int = 0,
                   temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p, paper: bool = False,
@@ -217,7 +222,7 @@ class Composer:
         results = []
         for (grid, _, targets, rows, n), outs in zip(prepared, decoded):
             # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
-            levels = [tuple(lam * x for x in emotions.levels(to)) for to, lam in targets]
+            levels = [[Segment(grid.n_bars, tuple(lam * x for x in emotions.levels(to)))] for to, lam in targets]
             picks = self.best_of(outs, levels, n)[0]
             kept = [rewrite.restore_instruments(outs[j] if paper else rewrite.dynamics(
                         outs[j], config, row[2], emotions.EMOTIONS[to][0], lam), grid, row[2])

@@ -77,6 +77,9 @@ def print_report(r: dict, out: str) -> None:
     c = r["control"]
     t.add_row("generate: accuracy arousal / valence / quadrant", avq(c), avq(ceiling))
     t.add_row("generate: F1 arousal / valence", avq(c, "f1"), avq(ceiling, "f1"))
+    for spec, rows in r["trajectories"]["each"].items():
+        t.add_row(f"emotions over time, {spec}: each segment heard as asked",
+                  " -> ".join(f"{x['quadrant_accuracy']:.2f}" for x in rows), "")  # fmt: skip
     tr = r["transform"]
     if tr["clips"]:
         t.add_row("transform (lambda 1): judged as the target", f"{tr['reached_target']:.2f}", "")

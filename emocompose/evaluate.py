@@ -49,10 +49,13 @@ class EvalConfig:
     candidates: int | None = None  # decodings per output (None: generate's default, 1 with paper)
     keep: str = "melody"  # what transform holds (rewrite.KEEP); the other ways are measured beside it
     scores: int = 10  # real scores for other instruments (corpus.SCORES) rewritten each way (0: none)
+    # emotions over time: each segment of these pieces is judged on its own bars (the glide's too)
+    trajectories: tuple[str, ...] = ("calm:8,tense:8", "sad:8,happy:8", "happy:8,sad:8")
+    trajectory_pieces: int = 8
 
     def __post_init__(self):
-        if self.pieces < 1 or self.clips < 0 or not 0 <= self.scores <= 10:
-            raise UsageError("pieces must be at least 1, clips at least 0 and scores in 0..10")
+        if self.pieces < 1 or self.clips < 0 or not 0 <= self.scores <= 10 or self.trajectory_pieces < 0:
+            raise UsageError("pieces must be at least 1, clips and trajectory pieces at least 0 and scores in 0..10")
         # resolved here, so the report says how many
         object.__setattr__(self, "candidates", check_candidates(self.candidates, self.paper))
         check_keep(self.keep)
@@ -169,9 +172,9 @@ class Evaluation:
         self.clips = [[int(i) for i in test[by_q == q][: cfg.clips]] for q in range(4)]
         n_clips = sum(len(c) for c in self.clips)
         self.jobs_per_clip = 3 + sum(lam != 1.0 for lam in cfg.lambdas)
-        # generate, transform, the two other ways of rewriting, swap, the scores
+        # generate, transform, the two other ways of rewriting, swap, the scores, the trajectories
         self.total = (4 * cfg.pieces + n_clips * self.jobs_per_clip + 2 * n_clips * len(cfg.lambdas) + 2 * n_clips
-                      + 4 * cfg.scores)  # fmt: skip
+                      + 4 * cfg.scores + len(cfg.trajectories) * cfg.trajectory_pieces)  # fmt: skip
 
     def _tick(self, stage: str, n: int) -> None:
         self.done += n
@@ -199,6 +202,28 @@ class Evaluation:
         report["prob_high"] = {name: prob[k * cfg.pieces : (k + 1) * cfg.pieces].mean(0).round(4).tolist()
                                for k, name in enumerate(NAMES)}  # fmt: skip
         return report, grids
+
+    def trajectories(self) -> dict:
+        """Per trajectory, each segment's bars of every piece judged on their own: the share heard
+        as the segment's emotion and per axis, beside what the same judge hears in whole pieces
+        of one emotion (`control`)."""
+        from emocompose.trajectory import plan
+
+        cfg, report = self.cfg, {}
+        for t, spec in enumerate(cfg.trajectories if cfg.trajectory_pieces else ()):
+            segments = plan(spec, None, None, None, cfg.bars)
+            res = self.c.generate(spec, count=cfg.trajectory_pieces, seed=cfg.seed + 100 + t, temperature=cfg.temperature,
+                                  top_p=cfg.top_p, paper=cfg.paper, candidates=cfg.candidates)  # fmt: skip
+            rows, start = [], 0
+            for seg in segments:
+                parts = [r.grid.bar_slice(start, start + seg.bars) for r in res]
+                pred = (self.judge.prob_high(self.feats(parts)) >= 0.5).astype(np.int64)
+                truth = np.array([EMOTIONS[seg.emotion]] * len(parts))
+                rows.append({"emotion": seg.emotion, "bars": seg.bars, **judge.scores(truth, pred)})
+                start += seg.bars
+            report[spec] = rows
+            self._tick("trajectories", cfg.trajectory_pieces)
+        return {"pieces": cfg.trajectory_pieces, "each": report}
 
     def transform(self) -> tuple[dict, dict[tuple[int, int], list[Grid]]]:
         """The report, and per clip (quadrant, index) its outputs toward the opposite quadrant
@@ -407,6 +432,7 @@ class Evaluation:
 
         report["judge"] = self.judge_report
         report["control"], generated = timed("control", self.control)
+        report["trajectories"] = timed("trajectories", self.trajectories)
         report["transform"], swept = timed("transform", self.transform)
         report["rewrites"] = timed("rewrites", self.rewrites, swept)
         report["swap"] = timed("swap", self.swap)

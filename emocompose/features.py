@@ -54,6 +54,12 @@ def parallel_key(key: int) -> int:
     return (key + 12) % N_KEYS
 
 
+def relative_key(key):
+    """The key with the same notes in the other mode (C major <-> A minor); ints or arrays."""
+    minor = key // 12
+    return (1 - minor) * (12 + (key + 9) % 12) + minor * ((key + 3) % 12)
+
+
 _TONICS = {n.lower(): i for i, n in enumerate(PITCH_NAMES)} | {"db": 1, "d#": 3, "gb": 6, "g#": 8, "a#": 10,
                                                                "cb": 11, "b#": 0, "fb": 4, "e#": 5}  # fmt: skip
 _MODES = {"": 0, "major": 0, "maj": 0, "minor": 12, "min": 12, "m": 12}

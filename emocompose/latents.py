@@ -11,8 +11,9 @@ import numpy as np
 
 from emocompose.emotions import EMOTIONS, emotion_of, heard
 from emocompose.errors import ModelError, UsageError
-from emocompose.features import KEY_NAMES, global_key, is_major, parallel_key
+from emocompose.features import KEY_NAMES, global_key, is_major, parallel_key, relative_key
 from emocompose.presets import COHERENCE, MODE_LAMBDA
+from emocompose.trajectory import TRANSITION, Segment, weights
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
 
@@ -35,41 +36,71 @@ def centre(tm: TrainedModel, axis: int, level: float, keys=None):
     return tm.model.key_means()[0][keys] + (mean - (lo + hi) / 2)
 
 
-def prior_latents(tm: TrainedModel, levels: tuple[float, float], count: int, bars: int, seed: int = 0,
+def prior_latents(tm: TrainedModel, segments: list[Segment], count: int, seed: int = 0,
                   latent_temperature: float = 1.0, coherence: float = COHERENCE, key: int | None = None,
-                  paper: bool = False):  # fmt: skip
-    """Per-bar z_r and z_k, each (count, bars, latent), for the point `levels` (arousal,
-    valence), and the key index each piece was given (None without a key table).
+                  paper: bool = False, transition: int = TRANSITION):  # fmt: skip
+    """Per-bar z_r and z_k, each (count, bars, latent), for a piece in `segments` (one, or an
+    emotion trajectory: see `trajectory`), and per piece the key index of each segment (None
+    without a key table).
 
     Each bar's draw is sqrt(coherence) of a draw shared by the piece plus sqrt(1 - coherence)
     of its own: every bar is still a sample of N(mean, sigma^2) as in the paper, but the bars
     of a piece agree as real bars do. choice (beyond model.md section 5): with the model's key
     table, z_k's mean is the mean z_k of bars in one key (`key`, or drawn per piece from the
     keys of the labelled training pieces of that valence), moved by the valence component's
-    offset from the middle of the two components; without a table, the component mean.
-    `paper`: exactly model.md section 5 (bars drawn alone, z_k around the component mean)."""
+    offset from the middle of the two components; without a table, the component mean. In a
+    trajectory each bar's mean is its segments' means weighted by `trajectory.weights`, so the
+    latents glide over `transition` bars; a segment whose valence changes side moves to the
+    parallel key (`segment_keys`). `paper`: exactly model.md section 5 (bars drawn alone, z_k
+    around the component mean)."""
     import torch
 
     if not 0.0 <= coherence <= 1.0:
         raise UsageError(f"coherence must be in [0, 1], got {coherence}")
     coherence = 0.0 if paper else coherence
+    bars = sum(s.bars for s in segments)
     g = torch.Generator().manual_seed(seed)
     table, keys, zs = None if paper else tm.model.key_means(), None, []
     if key is not None and (table is None or not table[1][key]):
         why = "has no key table (trained by an older emocompose)" if table is None else \
             f"saw no training bars in {KEY_NAMES[key]}"  # fmt: skip
         raise ModelError(f"this model {why}, so it cannot write in a chosen key", str(tm.path))
-    for axis, level in enumerate(levels):
+    for axis in range(2):
         prior = tm.model.priors()[axis]
         if axis == 1 and table is not None:
-            keys = pick_keys(tm, level, count, key, table[1], g)
-        mid = centre(tm, axis, level, keys)  # keys are drawn for z_k only (axis 1)
-        mean = mid.reshape(-1, 1, mid.shape[-1]).expand(count, 1, -1)
+            keys = segment_keys(tm, segments, count, key, table[1], g)
+        mids = [centre(tm, axis, s.levels[axis], None if keys is None else keys[k]) for k, s in enumerate(segments)]
+        if len(segments) == 1:
+            mean = mids[0].reshape(-1, 1, mids[0].shape[-1]).expand(count, 1, -1)
+        else:  # each bar between its segments' centres
+            w = torch.tensor(weights(segments, transition), dtype=mids[0].dtype, device=mids[0].device)
+            mean = torch.einsum("bs,scl->cbl", w, torch.stack([m.reshape(-1, m.shape[-1]).expand(count, -1) for m in mids]))
         eps = torch.randn(count, bars, mean.shape[-1], generator=g)
         shared = torch.randn(count, 1, mean.shape[-1], generator=g)
         eps = coherence**0.5 * shared + (1 - coherence) ** 0.5 * eps
         zs.append(mean + latent_temperature * torch.exp(prior.log_std.detach()) * eps.to(tm.device))
-    return zs[0], zs[1], None if keys is None else keys.tolist()
+    return zs[0], zs[1], None if keys is None else torch.stack(keys, 1).tolist()
+
+
+def segment_keys(tm: TrainedModel, segments: list[Segment], count: int, key: int | None, known, g) -> list:
+    """Per segment, one key per piece: the first segment's from `pick_keys`; each later one whose
+    valence crosses to the other side keeps the key if its mode suits the new side (major for
+    high valence), else takes the parallel key (C major <-> C minor: the turn a composer makes
+    to darken or brighten a passage), else the relative one (C major <-> A minor), else a key
+    drawn as `pick_keys` draws, among keys the table has seen."""
+    import torch
+
+    out = [pick_keys(tm, segments[0].levels[1], count, key, known, g)]
+    for prev, seg in zip(segments, segments[1:]):
+        k = out[-1]
+        if (prev.levels[1] >= 0) != (seg.levels[1] >= 0):
+            drawn = pick_keys(tm, seg.levels[1], count, None, known, g)
+            parallel, relative = parallel_key(k), relative_key(k)
+            turned = torch.where(known[parallel].bool().cpu(), parallel,
+                                 torch.where(known[relative].bool().cpu(), relative, drawn))  # fmt: skip
+            k = torch.where((k < 12) == (seg.levels[1] >= 0), k, turned)  # keys 0-11 are the major ones
+        out.append(k)
+    return out
 
 
 def pick_keys(tm: TrainedModel, level: float, count: int, key: int | None, known, g):

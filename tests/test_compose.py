@@ -19,6 +19,7 @@ from emocompose.errors import EXIT_INPUT, EXIT_MODEL, EXIT_PARTIAL, EXIT_USAGE, 
 from emocompose.features import KEY_NAMES
 from emocompose.sampling import AFTER_BAR, BarPlan, Grammar, SamplingConfig, decode_bars
 from emocompose.tokenizer import BAR, DURATION, PITCH, POSITION, TEMPO, VELOCITY
+from emocompose.trajectory import Segment
 
 SONG = midi_bytes([(0, False, scale(bars=3, beats=0.5, vel=90)), (33, False, [(36, 90, b, b + 2) for b in range(0, 12, 2)])])
 
@@ -33,8 +34,10 @@ def shifted(composer, grid, to: str, lam: float, source: str, paper: bool = Fals
 
 
 def prior(composer, levels, count, bars, seed=0, latent_temperature=1.0, coherence=0.6, key=None, paper=False):
-    return latents.prior_latents(composer.trained, levels, count, bars, seed, latent_temperature, coherence,
-                                 check_key(key), paper)  # fmt: skip
+    """One segment's latents, and its key per piece."""
+    z_r, z_k, keys = latents.prior_latents(composer.trained, [Segment(bars, levels)], count, seed, latent_temperature,
+                                           coherence, check_key(key), paper)  # fmt: skip
+    return z_r, z_k, None if keys is None else [k for (k,) in keys]
 
 
 def check_bar_grammar(bar: np.ndarray, vocab, positions: int):

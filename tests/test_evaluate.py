@@ -95,7 +95,7 @@ def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     (out / "samples").mkdir(parents=True)
     (out / "samples" / "calm-99.mid").write_bytes(b"from an earlier run with more --pieces")
     r = run_cli("evaluate", "--data", tiny_dataset, "--model", tiny_model, "--out", out, "--pieces", "2",
-                "--clips", "1", "--bars", "2", "--scores", "2", "--json", timeout=300)  # fmt: skip
+                "--clips", "1", "--bars", "2", "--scores", "2", "--trajectories", "2", "--json", timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
     rep = json.loads((out / "report.json").read_text())
     assert rep == json.loads(r.stdout)
@@ -107,6 +107,9 @@ def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     c = rep["control"]
     assert c["arousal"]["n"] == c["valence"]["n"] == 8
     assert all(abs(sum(row) - 1) < 1e-3 for row in c["confusion"])
+    for spec, rows in rep["trajectories"]["each"].items():  # each segment judged on its own bars
+        assert [(x["emotion"], x["bars"], x["arousal"]["n"]) for x in rows] == [
+            (name, 8, 2) for name in (part.split(":")[0] for part in spec.split(","))]
     tr = rep["transform"]
     assert tr["clips"] == 4 and len(tr["lambda"]["reached_opposite"]) == len(tr["lambda"]["rhythm_to_source"]) == 5
     assert all(abs(sum(row) - 1) < 1e-3 for row in tr["confusion"])

@@ -17,13 +17,19 @@ from emocompose.cli.common import (AUDIO_OPT, CANDIDATES_OPT, JSON_OPT, MODEL_OP
                                    read_piece)  # fmt: skip
 from emocompose.console import progress, say
 from emocompose.errors import EXIT_OK
+from emocompose.trajectory import TRANSITION
 
 @app.command()
 def generate(
-    emotion: Optional[str] = typer.Option(None, "--emotion", "-e", help="happy, tense, sad or calm (or Q1-Q4)."),
-    arousal: Optional[float] = typer.Option(None, help="Instead of --emotion: arousal in [-1, 1] (-1 calm .. 1 excited)."),
-    valence: Optional[float] = typer.Option(None, help="With --arousal: valence in [-1, 1] (-1 negative .. 1 positive)."),
-    bars: int = typer.Option(presets.BARS, help="Bars per piece."),
+    emotion: Optional[str] = typer.Option(None, "--emotion", "-e", help="happy, tense, sad or calm (or Q1-Q4); or "
+                                          "emotions over time, EMOTION:BARS,... (calm:8,tense:8,happy:4)."),
+    arousal: Optional[str] = typer.Option(None, help="Instead of --emotion: arousal in [-1, 1] (-1 calm .. 1 excited), "
+                                          "or VALUE:BARS,... over time."),
+    valence: Optional[str] = typer.Option(None, help="With --arousal: valence in [-1, 1] (-1 negative .. 1 positive), "
+                                          "or VALUE:BARS,... over time."),
+    bars: Optional[int] = typer.Option(None, help=f"Bars per piece (default {presets.BARS}; with emotions over time, "
+                                       "their sum)."),
+    transition: int = typer.Option(TRANSITION, help="Bars over which one emotion glides into the next."),
     count: int = typer.Option(1, "--count", "-n", help="Pieces to write (decoded as one batch)."),
     seed: int = SEED_OPT,
     temperature: float = typer.Option(presets.GENERATE.temperature, help=TEMP_HELP),
@@ -47,17 +53,19 @@ def generate(
 
     Examples:
       emocompose generate --emotion happy --bars 20 -o happy.mid --audio happy.wav
+      emocompose generate --emotion calm:8,tense:8,happy:4 -o turn.mid    (20 bars whose mood turns twice)
       emocompose generate --emotion sad --count 8 -o sad/ --json
       emocompose generate --emotion sad --key "D minor" --tempo 70 -o sad.mid
       emocompose generate --arousal 0.5 --valence -0.8 -o -  > tense-ish.mid
     """
-    from emocompose.compose import check_candidates, check_key, target_levels
+    from emocompose.compose import check_candidates, check_key
     from emocompose.outputs import Destination, check_limits
+    from emocompose.trajectory import check_transition, plan
 
     # every check before the model loads
     n = check_candidates(candidates, paper)
-    check_limits(bars=bars, count=count, candidates=n)
-    target_levels(emotion, arousal, valence)
+    check_limits(bars=sum(s.bars for s in plan(emotion, arousal, valence, bars, presets.BARS)), count=count, candidates=n)
+    check_transition(transition)
     check_key(key, paper)
     dest = Destination(out, many=count > 1)
     beside = Beside(audio, plot, out, count > 1, soundfont)
@@ -65,10 +73,10 @@ def generate(
     composer = load_composer(model, batch=count * n)
     results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
                                 temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
-                                paper=paper, candidates=candidates)  # fmt: skip
+                                paper=paper, candidates=candidates, transition=transition)  # fmt: skip
     for i, r in enumerate(results):
         emit(dest, r, f"{r.emotion}_{seed}_{i}.mid", composer, as_json, t0, beside,
-             **({"key": r.info["key"]} if r.info.get("key") else {}))  # fmt: skip
+             **{k: r.info[k] for k in ("key", "segments") if r.info.get(k)})
 
 
 @app.command()
@@ -205,6 +213,8 @@ def evaluate(
     clips: int = typer.Option(8, help="Test clips per quadrant for transform and swap (0 skips both)."),
     scores: int = typer.Option(10, help="Real scores for other instruments from music21's corpus to transform "
                                "each way (0 skips them)."),
+    trajectories: int = typer.Option(8, help="Pieces per emotion trajectory (calm:8,tense:8, sad:8,happy:8, "
+                                     "happy:8,sad:8), each segment judged on its own (0 skips them)."),
     labels: Optional[str] = typer.Option(None, help="Labels CSV when --data is a folder of MIDI (see preprocess)."),
     seed: int = SEED_OPT,
     temperature: float = typer.Option(presets.GENERATE.temperature, help="Token sampling temperature of the generated pieces (as generate)."),
@@ -230,7 +240,7 @@ def evaluate(
     from emocompose.outputs import check_limits
 
     cfg = EvalConfig(pieces=pieces, bars=bars, clips=clips, seed=seed, temperature=temperature, top_p=top_p,
-                     paper=paper, candidates=candidates, scores=scores)  # fmt: skip
+                     paper=paper, candidates=candidates, scores=scores, trajectory_pieces=trajectories)  # fmt: skip
     check_limits(bars=bars, count=pieces, candidates=cfg.candidates)
     set_decoding_threads(cfg.pieces)
     composer = Composer.load(model)
