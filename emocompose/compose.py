@@ -60,6 +60,21 @@ def check_feature(feature: str) -> str:
     return feature
 
 
+def check_prompt(emotion: str | None, arousal=None, valence=None, key=None, tempo=None, paper: bool = False) -> None:
+    """What a continuation takes besides its prompt: one emotion at most; the prompt sets the
+    key and the tempo, and the paper has no continuation."""
+    if emotion is not None:
+        if "," in emotion or ":" in emotion:
+            raise UsageError("a continuation carries one emotion; emotions over time are for new pieces")
+        emotions.parse_emotion(emotion)
+    for what, value in (("arousal and valence", arousal if arousal is not None else valence), ("a key", key),
+                        ("a tempo", tempo)):  # fmt: skip
+        if value is not None:
+            raise UsageError(f"a continuation takes {what} from its prompt; give --emotion or nothing")
+    if paper:
+        raise UsageError("the paper's operations have no continuation of a prompt")
+
+
 @dataclass
 class Result:
     grid: Grid
@@ -145,6 +160,44 @@ class Composer:
                                     for k, s in enumerate(segments)]  # fmt: skip
             results.append(Result(grids[j], label, seed, info))
         return results
+
+    def continuation(self, prompt: Grid, bars: int, emotion: str | None = None, *, count: int = 1, seed: int = 0,
+                     temperature: float = GENERATE.temperature, top_p: float = GENERATE.top_p,
+                     coherence: float = COHERENCE, prompt_bars: int | None = None,
+                     candidates: int | None = None) -> list[Result]:  # fmt: skip
+        """`count` continuations of `prompt`: its bars as they are, then `bars` new ones decoded
+        after the decoder's memory of it (of its last `prompt_bars` bars; default all), in the
+        emotion the model hears in those bars or in `emotion` (`latents.continued_latents`).
+        The new bars keep the meter and tempo of the prompt's last bar, its instruments by
+        register and its last bar's drums (`rewrite.continued_instruments`)."""
+        from emocompose.melody import piano_view
+        from emocompose.midi import PIANO
+        from emocompose.sampling import BarPlan
+
+        if prompt_bars is not None and prompt_bars < 1:
+            raise UsageError(f"prompt bars must be at least 1, got {prompt_bars}")
+        target = None if emotion is None else emotions.parse_emotion(emotion)
+        n = check_candidates(candidates)
+        view = piano_view(prompt)
+        if not view.n_notes:
+            raise InputError("the prompt has no pitched notes to continue")
+        k = view.n_bars if prompt_bars is None else min(prompt_bars, view.n_bars)
+        context = view.bar_slice(view.n_bars - k, view.n_bars)
+        encoded = self.trained.encode(context)
+        z_r, z_k, info = latents.continued_latents(self.trained, context, encoded, count * n, bars, seed,
+                                                   None if target is None else emotions.EMOTIONS[target], coherence)  # fmt: skip
+        name = target or info["source_emotion"]
+        if "key" in info:  # from -> to, one name if kept
+            info["key"] = " -> ".join(dict.fromkeys(info["key"]))
+        last = prompt.n_bars - 1
+        plan = BarPlan([int(prompt.bar_positions[last])] * bars, [int(prompt.bar_tempo[last])] * bars, [PIANO])
+        grids = self.trained.decode(z_r, z_k, [plan] * (count * n), SamplingConfig(temperature, top_p, seed),
+                                    self.trained.memory(context, *encoded))  # fmt: skip
+        picks, qs = self.best_of(grids, [[Segment(bars, emotions.levels(name))]] * count, n)
+        return [Result(prompt.then(rewrite.continued_instruments(grids[j], prompt)), name, seed,
+                       {**info, "prompt_bars": prompt.n_bars, "context_bars": k, "new_bars": bars, "index": i,
+                        "candidates": n, **({"q_new": q} if q else {})})
+                for i, (j, q) in enumerate(zip(picks, qs))]  # fmt: skip
 
     def transform(self, grid: Grid, to: str, lam: float, *, source: str | None = None, seed: int = 0,
                   temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p, paper: bool = False,

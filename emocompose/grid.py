@@ -89,6 +89,22 @@ class Grid:
         return replace(self, bar=self.bar[index], pos=self.pos[index], track=self.track[index],
                        pitch=self.pitch[index], vel=self.vel[index], dur=self.dur[index])  # fmt: skip
 
+    def merged(self, other: "Grid") -> "Grid":
+        """These notes and `other`'s (at the bars they name) over this piece's bars, sorted."""
+        cat = lambda a, b: np.concatenate([a, b])  # noqa: E731
+        g = replace(self, bar=cat(self.bar, other.bar), pos=cat(self.pos, other.pos), track=cat(self.track, other.track),
+                    pitch=cat(self.pitch, other.pitch), vel=cat(self.vel, other.vel), dur=cat(self.dur, other.dur))  # fmt: skip
+        return g.take(np.lexsort((g.pitch, g.track, g.pos, g.bar)))
+
+    def then(self, other: "Grid") -> "Grid":
+        """This piece followed by the bars of `other`."""
+        cat, n = np.concatenate, self.n_bars
+        head = replace(self, bar_positions=cat([self.bar_positions, other.bar_positions]),
+                       bar_tempo=cat([self.bar_tempo, other.bar_tempo]), tempo_bar=cat([self.tempo_bar, other.tempo_bar + n]),
+                       tempo_pos=cat([self.tempo_pos, other.tempo_pos]), tempo_bin=cat([self.tempo_bin, other.tempo_bin]),
+                       programs={**other.programs, **self.programs})  # fmt: skip
+        return head.merged(replace(other, bar=other.bar + n))
+
     def bar_slice(self, start: int, stop: int) -> "Grid":
         """Bars start..stop-1 as a Grid of their own (bar numbers start again at 0)."""
         n = (self.bar >= start) & (self.bar < stop)

@@ -165,6 +165,33 @@ def shifted_latents(tm: TrainedModel, grid: Grid, target: tuple[int, int], lam: 
     return z, info
 
 
+def continued_latents(tm: TrainedModel, context: Grid, encoded, count: int, bars: int, seed: int = 0,
+                      target: tuple[int, int] | None = None, coherence: float = COHERENCE):  # fmt: skip
+    """Per-bar z_r and z_k (count, bars, latent) for `bars` new bars after the piece `context`
+    (its per-bar means `encoded`), and what was heard in it. The new bars are centred where the
+    piece's own bars are on average, or with a `target` (arousal, valence in {0, 1}) where
+    transform moves them at lambda 1 (`shifted_latents`: in the piece's key, or its parallel
+    when the mode must change); around that centre each bar varies as a bar of a generated
+    piece varies around its piece's (sqrt(1 - coherence) of the prior's spread)."""
+    import torch
+
+    if not 0.0 <= coherence <= 1.0:
+        raise UsageError(f"coherence must be in [0, 1], got {coherence}")
+    mu_r, mu_k = encoded
+    if target is None:
+        q = tm.classify(mu_r, mu_k)
+        centres, info = (mu_r.mean(0), mu_k.mean(0)), {"source_emotion": heard(q), "q": q}
+    else:
+        z, info = shifted_latents(tm, context, target, 1.0, encoded=encoded)
+        centres = (z[0].mean(0), z[1].mean(0))
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for axis, mid in enumerate(centres):
+        eps = torch.randn(count, bars, mid.shape[-1], generator=g).to(tm.device)
+        out.append(mid + (1 - coherence) ** 0.5 * torch.exp(tm.model.priors()[axis].log_std.detach()) * eps)
+    return out[0], out[1], info
+
+
 def swapped_latents(a_encoded, b_encoded, feature: str):
     """Rhythm: z_r from B, z_k from A; key: z_k from B, z_r from A; B's bars loop to A's length."""
     (ar, ak), (br, bk) = a_encoded, b_encoded

@@ -104,13 +104,19 @@ def restore_instruments(out: Grid, source: Grid, mel: Melody | None) -> Grid:
     centres = np.array([m for m, _ in means])
     track[~is_mel] = np.array([c for _, c in means])[np.abs(out.pitch[~is_mel, None] - centres[None]).argmin(1)] \
         if len(classes) else 0
-    drums = source.track == DRUMS
-    cat = lambda a, b: np.concatenate([a, b])
-    merged = replace(out, bar=cat(out.bar, source.bar[drums]), pos=cat(out.pos, source.pos[drums]),
-                     track=cat(track, source.track[drums]), pitch=cat(out.pitch, source.pitch[drums]),
-                     vel=cat(out.vel, source.vel[drums]), dur=cat(out.dur, source.dur[drums]),
-                     programs=dict(source.programs))  # fmt: skip
-    return merged.take(np.lexsort((merged.pitch, merged.track, merged.pos, merged.bar)))
+    return replace(out, track=track, programs=dict(source.programs)).merged(source.take(source.track == DRUMS))
+
+
+def continued_instruments(new: Grid, prompt: Grid) -> Grid:
+    """Bars written on the piano after `prompt`, given its pitched track classes by register
+    (`restore_instruments`) and, in each new bar of its meter, the drums of its last bar."""
+    last = prompt.n_bars - 1
+    drums = prompt.take((prompt.track == DRUMS) & (prompt.bar == last))
+    bars = np.flatnonzero(new.bar_positions == prompt.bar_positions[last])
+    k = drums.n_notes
+    looped = drums.take(np.tile(np.arange(k), len(bars)))
+    looped = replace(looped, bar=np.repeat(bars, k))
+    return restore_instruments(new, prompt.take(prompt.track != DRUMS).merged(looped), None)
 
 
 def dynamics(out: Grid, config: TokenizerConfig, mel: Melody | None, arousal: int, lam: float) -> Grid:

@@ -66,24 +66,42 @@ class TrainedModel:
         windows of `window` bars, the encoders' memory carried across windows."""
         import torch
 
-        ids, offsets = self.tok.encode(grid)
-        L = self.tok.config.max_bar_tokens
-        bars = [ids[offsets[i] : min(offsets[i + 1], offsets[i] + L)] for i in range(grid.n_bars)]
         mu_r, mu_k = [], []
         mems = mem_lens = None
         with torch.no_grad():
-            for s in range(0, len(bars), window):
-                chunk = bars[s : s + window]
-                n = max(len(b) for b in chunk)
-                tokens = torch.zeros(1, len(chunk), n, dtype=torch.long)
-                for j, b in enumerate(chunk):
-                    tokens[0, j, : len(b)] = torch.as_tensor(b)
-                lens = torch.tensor([[len(b) for b in chunk]])
-                (mr, _, mk, _), new = self.model.encode(tokens.to(self.device), lens.to(self.device), mems, mem_lens)
+            for tokens, lens in self._windows(grid, window):
+                (mr, _, mk, _), new = self.model.encode(tokens, lens, mems, mem_lens)
                 mems, mem_lens = [m for m, _ in new], new[0][1]
                 mu_r.append(mr[0])
                 mu_k.append(mk[0])
         return torch.cat(mu_r), torch.cat(mu_k)
+
+    def memory(self, grid: Grid, mu_r, mu_k, window: int = 16):
+        """The decoder's memory after reading `grid` on its own tokens, conditioned on its
+        per-bar latents (T, latent): what decoding the bars that follow it starts from."""
+        import torch
+
+        mems = mem_lens = None
+        with torch.no_grad():
+            for s, (tokens, lens) in zip(range(0, grid.n_bars, window), self._windows(grid, window)):
+                z_r, z_k = mu_r[None, s : s + window], mu_k[None, s : s + window]
+                _, _, (mems, mem_lens) = self.model.decode(tokens, lens, z_r, z_k, mems, mem_lens)
+        return mems, mem_lens
+
+    def _windows(self, grid: Grid, window: int):
+        """The piece's bars as the model reads them (each cut to L tokens), `window` bars at a
+        time: padded tokens (1, t, n) and real lengths (1, t), on the model's device."""
+        import torch
+
+        ids, offsets = self.tok.encode(grid)
+        L = self.tok.config.max_bar_tokens
+        bars = [ids[offsets[i] : min(offsets[i + 1], offsets[i] + L)] for i in range(grid.n_bars)]
+        for s in range(0, len(bars), window):
+            chunk = bars[s : s + window]
+            tokens = torch.zeros(1, len(chunk), max(len(b) for b in chunk), dtype=torch.long)
+            for j, b in enumerate(chunk):
+                tokens[0, j, : len(b)] = torch.as_tensor(b)
+            yield tokens.to(self.device), torch.tensor([[len(b) for b in chunk]], device=self.device)
 
     def log_q(self, mu_r, mu_k, per_bar: bool = False) -> list:
         """log q(y|x) per axis (arousal, valence) from the per-bar means: two tensors (low, high)
@@ -111,16 +129,20 @@ class TrainedModel:
         tracks = sorted(set(grid.track.tolist())) or None
         return BarPlan(grid.bar_positions[idx].tolist(), grid.bar_tempo[idx].tolist(), tracks)
 
-    def decode(self, z_r, z_k, plans, sampling: SamplingConfig) -> list[Grid]:
-        """One piece per row of z_r, z_k (count, bars, latent), each bar as its plan says; every
-        note playable as written to MIDI (`Grid.playable`)."""
+    def decode(self, z_r, z_k, plans, sampling: SamplingConfig, memory=None) -> list[Grid]:
+        """One piece per row of z_r, z_k (count, bars, latent), each bar as its plan says, after
+        the decoder `memory` of what comes before (`memory`; None: nothing); every note
+        playable as written to MIDI (`Grid.playable`)."""
         import torch
 
         from emocompose.sampling import decode_bars
 
+        mems, mem_lens = memory or (None, None)
+        if mems is not None:  # one context for every piece of the batch
+            mems, mem_lens = [m.expand(len(z_r), -1, -1) for m in mems], mem_lens.expand(len(z_r))
         with torch.no_grad():
             cond = self.model.condition(z_r, z_k)
-            bars = decode_bars(self.model, self.tok.vocab, cond, plans, sampling, on_bar=self.on_bar)
+            bars = decode_bars(self.model, self.tok.vocab, cond, plans, sampling, mems, mem_lens, on_bar=self.on_bar)
         return [self.tok.decode(np.concatenate(b)).playable(self.tok.config) for b in bars]
 
 

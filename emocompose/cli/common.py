@@ -64,11 +64,11 @@ def load_composer(model: Optional[str], batch: int = 1):
     return composer
 
 
-def read_piece(composer, path: str):
-    """A Grid from a file or '-' (stdin), through the model's tokenizer."""
+def read_piece(composer, path: str, data: bytes | None = None):
+    """A Grid from a file or '-' (stdin), or from its bytes read already, through the model's tokenizer."""
     from emocompose.midi import read_input
 
-    data = read_input(path)
+    data = read_input(path) if data is None else data
     return composer.tok.grid(composer.tok.load(path if path != "-" else "<stdin>", data=data))
 
 

@@ -48,8 +48,12 @@ def generate(
     audio: Optional[str] = AUDIO_OPT,
     soundfont: Optional[str] = SOUNDFONT_OPT,
     plot: Optional[str] = PLOT_OPT,
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Continue this MIDI file: its bars unchanged, then "
+                                         "--bars new ones (default 8) in its emotion or --emotion's, with its meter, "
+                                         "tempo, instruments and last bar's drums."),
+    prompt_bars: Optional[int] = typer.Option(None, help="With --prompt: read only its last K bars as context."),
 ) -> None:
-    """Compose new music that carries an emotion.
+    """Compose new music that carries an emotion, or continue a piece of yours.
 
     Examples:
       emocompose generate --emotion happy --bars 20 -o happy.mid --audio happy.wav
@@ -57,26 +61,43 @@ def generate(
       emocompose generate --emotion sad --count 8 -o sad/ --json
       emocompose generate --emotion sad --key "D minor" --tempo 70 -o sad.mid
       emocompose generate --arousal 0.5 --valence -0.8 -o -  > tense-ish.mid
+      emocompose generate --prompt idea.mid --bars 8 --emotion sad -o idea_on.mid   (8 more bars, turning sad)
     """
-    from emocompose.compose import check_candidates, check_key
+    from emocompose.compose import check_candidates, check_key, check_prompt
+    from emocompose.midi import read_input
     from emocompose.outputs import Destination, check_limits
     from emocompose.trajectory import check_transition, plan
 
     # every check before the model loads
     n = check_candidates(candidates, paper)
-    check_limits(bars=sum(s.bars for s in plan(emotion, arousal, valence, bars, presets.BARS)), count=count, candidates=n)
+    if prompt is None:
+        check_limits(bars=sum(s.bars for s in plan(emotion, arousal, valence, bars, presets.BARS)), count=count,
+                     candidates=n)  # fmt: skip
+    else:
+        check_prompt(emotion, arousal, valence, key, tempo, paper)
+        prompt_data = read_input(prompt)
+        bars = presets.PROMPT_BARS if bars is None else bars
+        check_limits(bars=bars, count=count, candidates=n)
     check_transition(transition)
     check_key(key, paper)
     dest = Destination(out, many=count > 1)
     beside = Beside(audio, plot, out, count > 1, soundfont)
     t0 = time.perf_counter()
     composer = load_composer(model, batch=count * n)
-    results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
-                                temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
-                                paper=paper, candidates=candidates, transition=transition)  # fmt: skip
+    if prompt is None:
+        results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
+                                    temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
+                                    paper=paper, candidates=candidates, transition=transition)  # fmt: skip
+    else:
+        grid = read_piece(composer, prompt, prompt_data)
+        check_limits(bars=grid.n_bars + bars)
+        results = composer.continuation(grid, bars, emotion, count=count, seed=seed, temperature=temperature,
+                                        top_p=top_p, coherence=coherence, prompt_bars=prompt_bars,
+                                        candidates=candidates)  # fmt: skip
+    stem = "" if prompt is None else f"{'stdin' if prompt == '-' else Path(prompt).stem}_"
     for i, r in enumerate(results):
-        emit(dest, r, f"{r.emotion}_{seed}_{i}.mid", composer, as_json, t0, beside,
-             **{k: r.info[k] for k in ("key", "segments") if r.info.get(k)})
+        emit(dest, r, f"{stem}{r.emotion}_{seed}_{i}.mid", composer, as_json, t0, beside,
+             **{k: r.info[k] for k in ("key", "segments", "prompt_bars", "new_bars") if r.info.get(k)})
 
 
 @app.command()
