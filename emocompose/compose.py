@@ -75,6 +75,16 @@ def check_prompt(emotion: str | None, arousal=None, valence=None, key=None, temp
         raise UsageError("the paper's operations have no continuation of a prompt")
 
 
+def check_target(to: str, bars: int) -> list[Segment]:
+    """transform's target: one emotion for the whole piece, or emotions over time whose bars add
+    up to the piece's."""
+    segments = trajectory.plan(to, None, None, None, bars)
+    if sum(s.bars for s in segments) != bars:
+        raise InputError(f"the emotions over time add up to {sum(s.bars for s in segments)} bars but the piece "
+                         f"has {bars}")  # fmt: skip
+    return segments
+
+
 @dataclass
 class Result:
     grid: Grid
@@ -233,7 +243,7 @@ class Composer:
         config = self.tok.config
         prepared = []  # per piece: its grid, the piano view, per target: latents, info, melody, tempo
         for grid, targets, source in pieces:
-            targets = [(emotions.parse_emotion(to), check_lambda(lam)) for to, lam in targets]
+            targets = [(check_target(to, grid.n_bars), check_lambda(lam)) for to, lam in targets]
             src = emotions.EMOTIONS[emotions.parse_emotion(source)] if source else None
             view = piano_view(grid)
             if not view.n_notes:
@@ -241,17 +251,18 @@ class Composer:
             encoded = self.trained.encode(view)
             n = check_candidates(candidates, paper) if any(lam > 0 for _, lam in targets) else 1
             rows = []
-            for to, lam in targets:
-                z, info = latents.shifted_latents(self.trained, view, emotions.EMOTIONS[to], lam, src, encoded, paper)
+            for segments, lam in targets:
+                z, info = latents.shifted_over_time(self.trained, view, segments, lam, src, encoded, paper)
                 heard = emotions.EMOTIONS[info["source_emotion"]]
-                mel = rewrite.held_melody(grid, config, emotions.EMOTIONS[to], lam) if keep == "melody" else None
+                target = trajectory.bar_levels(segments)  # per bar, (arousal, valence) in {0, 1}
+                mel = rewrite.held_melody(grid, config, target, lam) if keep == "melody" else None
                 budget = None
                 if mel is not None:
                     check_room(mel, grid.n_bars, config.max_bar_tokens)
                     if lam >= MODE_LAMBDA:  # below it the held rhythm bounds the notes already
-                        budget = rewrite.note_budget(grid, mel, emotions.EMOTIONS[to], lam)
+                        budget = rewrite.note_budget(grid, mel, target, lam)
                 # the paper's operation moves the latents alone: tempo and dynamics stay
-                tempo = grid.bar_tempo if paper else rewrite.tempo_bins(grid, config, emotions.EMOTIONS[to], heard, lam)
+                tempo = grid.bar_tempo if paper else rewrite.tempo_bins(grid, config, target, heard, lam)
                 rows.append((z, info, mel, tempo, budget))
             prepared.append((grid, view, targets, rows, n))
         decoded: list[list[Grid]] = [[] for _ in prepared]
@@ -275,14 +286,14 @@ class Composer:
         results = []
         for (grid, _, targets, rows, n), outs in zip(prepared, decoded):
             # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
-            levels = [[Segment(grid.n_bars, tuple(lam * x for x in emotions.levels(to)))] for to, lam in targets]
+            levels = [[Segment(s.bars, tuple(lam * x for x in s.levels)) for s in segs] for segs, lam in targets]
             picks = self.best_of(outs, levels, n)[0]
             kept = [rewrite.restore_instruments(outs[j] if paper else rewrite.dynamics(
-                        outs[j], config, row[2], emotions.EMOTIONS[to][0], lam), grid, row[2])
-                    for j, row, (to, lam) in zip(picks, rows, targets)]  # fmt: skip
-            results.append([Result(out, to, seed, {**info, "candidates": n, "keep": keep,
-                                                   "warning": rewrite.gutted(out, grid)})
-                            for out, (to, _), (_, info, *_) in zip(kept, targets, rows)])  # fmt: skip
+                        outs[j], config, row[2], trajectory.bar_levels(segs)[:, 0], lam), grid, row[2])
+                    for j, row, (segs, lam) in zip(picks, rows, targets)]  # fmt: skip
+            results.append([Result(out, trajectory.label(segs), seed, {**info, "candidates": n, "keep": keep,
+                                                                       "warning": rewrite.gutted(out, grid)})
+                            for out, (segs, _), (_, info, *_) in zip(kept, targets, rows)])  # fmt: skip
         return results
 
     def swap(self, a: Grid, b: Grid, feature: str, *, seed: int = 0, temperature: float = REWRITE.temperature,

@@ -25,6 +25,10 @@ class EmocomposeError(Exception):
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
 
+    def at(self, path: str) -> "EmocomposeError":
+        """This error naming the file `path`, unless it names one already."""
+        return self if self.path else type(self)(str(self), path)
+
 
 class UsageError(EmocomposeError):
     exit_code = EXIT_USAGE

@@ -165,6 +165,27 @@ def shifted_latents(tm: TrainedModel, grid: Grid, target: tuple[int, int], lam: 
     return z, info
 
 
+def shifted_over_time(tm: TrainedModel, grid: Grid, segments: list[Segment], lam: float,
+                      source: tuple[int, int] | None = None, encoded=None, paper: bool = False):  # fmt: skip
+    """`shifted_latents` toward one emotion, or toward each segment's (an emotion over time),
+    blended per bar by `trajectory.weights` so the latents glide between segments as
+    generate's do; the key it reports: the source's, then each segment's."""
+    import torch
+
+    encoded = tm.encode(grid) if encoded is None else encoded
+    shifted = [shifted_latents(tm, grid, EMOTIONS[s.emotion], lam, source, encoded, paper) for s in segments]
+    if len(segments) == 1:
+        return shifted[0]
+    w = torch.tensor(weights(segments), dtype=encoded[0].dtype, device=encoded[0].device)
+    z = [sum(w[:, k, None] * zs[axis] for k, (zs, _) in enumerate(shifted)) for axis in range(2)]
+    info = dict(shifted[0][1])
+    info["segments"] = [{"bars": s.bars, "emotion": s.emotion, **({"key": i["key"][1]} if "key" in i else {})}
+                        for s, (_, i) in zip(segments, shifted)]  # fmt: skip
+    if "key" in info:
+        info["key"] = [info["key"][0]] + [x["key"] for x in info["segments"]]
+    return z, info
+
+
 def continued_latents(tm: TrainedModel, context: Grid, encoded, count: int, bars: int, seed: int = 0,
                       target: tuple[int, int] | None = None, coherence: float = COHERENCE):  # fmt: skip
     """Per-bar z_r and z_k (count, bars, latent) for `bars` new bars after the piece `context`

@@ -98,16 +98,18 @@ def on_top(on: np.ndarray, ends: np.ndarray, pitch: np.ndarray) -> np.ndarray:
     return top
 
 
-def to_mode(melody: Melody, grid: Grid, config: TokenizerConfig, major: bool) -> Melody:
-    """The melody moved into `major` (or minor) mode by scale degree, each note in its bar's key."""
+def to_mode(melody: Melody, grid: Grid, config: TokenizerConfig, major: bool | np.ndarray) -> Melody:
+    """The melody moved into `major` (or minor) mode by scale degree, each note in its bar's key;
+    `major` for the whole piece or per bar."""
     keys = bar_keys(grid, config)
     if not len(melody) or not len(keys):
         return melody
     key = keys[melody.bar]
     degree = (melody.pitch - key % 12) % 12
-    table = TO_MAJOR if major else TO_MINOR
-    move = np.array([table.get(d, d) - d for d in degree.tolist()], np.int64)
-    move[is_major(key) == major] = 0  # bars already in the target mode stay
+    wanted = np.broadcast_to(np.asarray(major, bool), (grid.n_bars,))[melody.bar]
+    move = np.array([(TO_MAJOR if m else TO_MINOR).get(d, d) - d for d, m in zip(degree.tolist(), wanted.tolist())],
+                    np.int64)  # fmt: skip
+    move[is_major(key) == wanted] = 0  # bars already in the target mode stay
     return replace(melody, pitch=np.clip(melody.pitch + move, 0, 127))
 
 

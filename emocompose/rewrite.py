@@ -32,15 +32,24 @@ TEMPO_STEPS = 3
 DENSER = 0.5  # toward high arousal a rewrite may write up to 1.5x the source's notes per bar at lambda 1
 
 
-def held_melody(grid: Grid, config: TokenizerConfig, target: tuple[int, int], lam: float) -> Melody:
+def per_bar(target, bars: int) -> np.ndarray:
+    """(bars, 2) arousal and valence in {0, 1} of a target given for the whole piece, or per bar
+    already (an emotion over time)."""
+    t = np.asarray(target, np.int64)
+    return np.broadcast_to(t, (bars, 2)) if t.ndim == 1 else t
+
+
+def held_melody(grid: Grid, config: TokenizerConfig, target, lam: float) -> Melody:
     """The source's melody as the rewrite writes it: in the target's mode from MODE_LAMBDA on,
-    its velocities moved toward the target arousal's by lam."""
+    its velocities moved toward the target arousal's by lam (`target` (arousal, valence) or
+    per bar, `per_bar`)."""
+    t = per_bar(target, grid.n_bars)
     mel = find_melody(grid, config)
     if lam >= MODE_LAMBDA:
-        mel = to_mode(mel, grid, config, major=bool(target[1]))
+        mel = to_mode(mel, grid, config, major=t[:, 1].astype(bool))
     if not len(mel):
         return mel
-    return replace(mel, vel=toward_arousal(mel.vel, config, target[0], lam))
+    return replace(mel, vel=_toward_arousal_by_bar(mel.vel, mel.bar, t[:, 0], config, lam))
 
 
 def toward_arousal(vel: np.ndarray, config: TokenizerConfig, arousal: int, lam: float) -> np.ndarray:
@@ -54,6 +63,15 @@ def toward_arousal(vel: np.ndarray, config: TokenizerConfig, arousal: int, lam: 
     return config.velocity_bin(np.round(values + shift))
 
 
+def _toward_arousal_by_bar(vel: np.ndarray, bar: np.ndarray, arousal: np.ndarray, config, lam: float) -> np.ndarray:
+    """`toward_arousal` for the notes of each arousal level together (`arousal` per bar)."""
+    out = vel.copy()
+    level = arousal[bar]
+    for a in np.unique(level).tolist():
+        out[level == a] = toward_arousal(vel[level == a], config, a, lam)
+    return out
+
+
 def melody_in_key(grid: Grid, config: TokenizerConfig, key: int) -> Melody:
     """The source's melody carried into `key` (0-23): moved into its mode by scale degree, then
     by the smallest step (up to a tritone) from the source's key to its tonic."""
@@ -62,7 +80,7 @@ def melody_in_key(grid: Grid, config: TokenizerConfig, key: int) -> Melody:
     return replace(mel, pitch=np.clip(mel.pitch + step, 0, 127))
 
 
-def note_budget(grid: Grid, mel: Melody, target: tuple[int, int], lam: float) -> np.ndarray:
+def note_budget(grid: Grid, mel: Melody, target, lam: float) -> np.ndarray:
     """Per bar, the most notes a rewrite writes besides the melody: as many as the source has
     there (at least as many as its melody notes, so a bare tune gets an accompaniment), and up to
     DENSER times more by lam toward high arousal. Why: with the rhythm under the melody free, the
@@ -72,13 +90,14 @@ def note_budget(grid: Grid, mel: Melody, target: tuple[int, int], lam: float) ->
     others = np.bincount(grid.bar[pitched(grid)], minlength=bars)
     melody = np.bincount(mel.bar, minlength=bars)
     base = np.maximum(others - melody, melody)
-    return np.ceil(base * (1 + lam * DENSER * target[0])).astype(np.int64)
+    return np.ceil(base * (1 + lam * DENSER * per_bar(target, bars)[:, 0])).astype(np.int64)
 
 
-def tempo_bins(grid: Grid, config: TokenizerConfig, target: tuple[int, int], source: tuple[int, int],
-               lam: float) -> np.ndarray:  # fmt: skip
-    """The bars' tempo bins, faster or slower by up to TEMPO_STEPS (times lam) when arousal changes."""
-    step = 0 if target[0] == source[0] else int(round(lam * TEMPO_STEPS)) * (1 if target[0] else -1)
+def tempo_bins(grid: Grid, config: TokenizerConfig, target, source: tuple[int, int], lam: float) -> np.ndarray:
+    """The bars' tempo bins, each faster or slower by up to TEMPO_STEPS (times lam) where its
+    target's arousal differs from the source's."""
+    arousal = per_bar(target, grid.n_bars)[:, 0]
+    step = np.where(arousal == source[0], 0, int(round(lam * TEMPO_STEPS)) * np.where(arousal == 1, 1, -1))
     return np.clip(grid.bar_tempo + step, 0, config.tempo_bins - 1)
 
 
@@ -119,15 +138,17 @@ def continued_instruments(new: Grid, prompt: Grid) -> Grid:
     return restore_instruments(new, prompt.take(prompt.track != DRUMS).merged(looped), None)
 
 
-def dynamics(out: Grid, config: TokenizerConfig, mel: Melody | None, arousal: int, lam: float) -> Grid:
+def dynamics(out: Grid, config: TokenizerConfig, mel: Melody | None, arousal, lam: float) -> Grid:
     """`out` with its notes besides the melody (held already) moved as `toward_arousal` says:
-    the whole piece's dynamics follow the target's arousal, not the melody's alone."""
+    the whole piece's dynamics follow the target's arousal (one, or per bar), not the melody's
+    alone."""
     rest = pitched(out)
     if mel is not None and len(mel):
         at = set(zip(mel.step.tolist(), mel.pitch.tolist()))
         rest &= np.array([k not in at for k in zip(out.onsets.tolist(), out.pitch.tolist())], bool)
     vel = out.vel.copy()
-    vel[rest] = toward_arousal(out.vel[rest], config, arousal, lam)
+    level = np.broadcast_to(np.asarray(arousal, np.int64), (out.n_bars,))
+    vel[rest] = _toward_arousal_by_bar(out.vel[rest], out.bar[rest], level, config, lam)
     return replace(out, vel=vel)
 
 

@@ -130,6 +130,15 @@ def weights(segments: list[Segment], transition: int = TRANSITION) -> list[list[
     return rows
 
 
+def bar_levels(segments: list[Segment]):
+    """(bars, 2) numpy array: each bar's arousal and valence in {0, 1}, its segment's (in a glide,
+    the segment it lies mostly in)."""
+    import numpy as np
+
+    levels = np.array([[int(s.levels[0] >= 0), int(s.levels[1] >= 0)] for s in segments], np.int64)
+    return levels[np.asarray(weights(segments)).argmax(1)]
+
+
 def label(segments: list[Segment]) -> str:
     """A name for the piece: its emotions in order ('calm-tense-happy'); one emotion's own name."""
     names = [s.emotion for s in segments]

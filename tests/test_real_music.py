@@ -89,3 +89,22 @@ def test_string_quartets_come_back_as_string_quartets_with_their_melody(name):
         assert r.info["warning"] is None and r.grid.n_notes >= 0.5 * src.n_notes
         assert set(r.grid.track.tolist()) == {TRACKS.index("Strings")} == set(src.track.tolist())
         assert likeness(src, r.grid, c.tok.config)["melody_kept"] >= 0.9
+
+
+def test_real_scores_are_heard_drawn_and_continued(tmp_path):
+    """A quartet rendered to audio for as long as it plays, and a chorale continued by the
+    shipped model: its own bars first, as written, the new ones after, and a picture of it."""
+    beethoven, bach = corpus("beethoven/opus18no1/movement2.krn"), corpus("bach/bwv66.6.mxl")
+    piece = TOK.load(beethoven)
+    plays = float(piece.seconds(np.array([(piece.onset + piece.duration).max()]))[0])
+    r = run_cli("render", beethoven, "-o", tmp_path / "quartet.wav", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    assert plays < json.loads(r.stdout)["audio_seconds"] < plays + 5  # the last notes' release and the room
+    r = run_cli("generate", "--prompt", bach, "--bars", "4", "-o", tmp_path / "more.mid", "--plot", tmp_path / "more.png",
+                "--json", timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    src, out = TOK.grid(TOK.load(bach)), TOK.grid(TOK.load(tmp_path / "more.mid"))
+    assert out.n_bars == src.n_bars + 4 and out.bar_slice(src.n_bars, out.n_bars).n_notes > 0
+    head = out.bar_slice(0, src.n_bars)
+    assert np.array_equal(head.pitch, src.pitch) and np.array_equal(head.pos, src.pos)
+    assert (tmp_path / "more.png").read_bytes()[:4] == b"\x89PNG"

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, scale
 from emocompose.errors import EXIT_USAGE, UsageError
 from emocompose.trajectory import Segment, label, plan, weights
 
@@ -89,3 +89,35 @@ def test_generate_writes_a_trajectory_as_one_piece_with_its_segments(tiny_model,
     assert [(s["bars"], s["emotion"]) for s in rec["segments"]] == [(2, "calm"), (3, "tense")]
     bad = run_cli("generate", "--emotion", "calm:2,tense:3", "--bars", "4", "-m", tiny_model, "-o", tmp_path / "u.mid")
     assert bad.returncode == EXIT_USAGE and "--bars is 4" in bad.stderr.decode() and not (tmp_path / "u.mid").exists()
+
+
+def test_transform_over_time_moves_each_segment_toward_its_own_emotion(tiny_model, write_midi):
+    from emocompose.compose import Composer
+    from emocompose.melody import find_melody
+    from emocompose.rewrite import TEMPO_STEPS
+
+    c = Composer.load(tiny_model)
+    path = write_midi("tune.mid", [(0, False, scale(60, bars=4, beats=1.0, vel=70))])  # C major, one line
+    src = c.tok.grid(c.tok.load(str(path)))
+    r = c.transform(src, "calm:2,tense:2", 1.0, source="happy")
+    assert r.emotion == "calm-tense" and [s["emotion"] for s in r.info["segments"]] == ["calm", "tense"]
+    # happy -> calm slows the first half, happy -> tense keeps the second half's arousal
+    assert (r.grid.bar_tempo - src.bar_tempo).tolist() == [-TEMPO_STEPS, -TEMPO_STEPS, 0, 0]
+    # the melody is held, each segment's bars in the mode that segment's emotion alone gives them
+    out = find_melody(r.grid, c.tok.config)
+    alone = {to: find_melody(c.transform(src, to, 1.0, source="happy").grid, c.tok.config) for to in ("calm", "tense")}
+    assert out.step.tolist() == alone["calm"].step.tolist() == alone["tense"].step.tolist()
+    first = out.bar < 2
+    assert np.array_equal(out.pitch[first], alone["calm"].pitch[first])
+    assert np.array_equal(out.pitch[~first], alone["tense"].pitch[~first])
+    assert not np.array_equal(alone["calm"].pitch[~first], alone["tense"].pitch[~first])  # the modes differ there
+
+
+def test_transform_over_time_must_cover_the_piece(tiny_model, write_midi, tmp_path):
+    path = write_midi("four.mid", [(0, False, scale(60, bars=4))])
+    r = run_cli("transform", path, "--to", "calm:2,tense:3", "-m", tiny_model, "-o", tmp_path / "o.mid")
+    err = r.stderr.decode()
+    assert r.returncode == 3 and str(path) in err and "add up to 5 bars but the piece has 4" in err, err
+    assert not (tmp_path / "o.mid").exists()
+    bad = run_cli("transform", path, "--to", "calm:2,angry:2", "-m", tiny_model, "-o", tmp_path / "o.mid")
+    assert bad.returncode == EXIT_USAGE and "unknown emotion" in bad.stderr.decode()

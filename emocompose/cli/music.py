@@ -64,6 +64,7 @@ def generate(
       emocompose generate --prompt idea.mid --bars 8 --emotion sad -o idea_on.mid   (8 more bars, turning sad)
     """
     from emocompose.compose import check_candidates, check_key, check_prompt
+    from emocompose.errors import LimitError, UsageError
     from emocompose.midi import read_input
     from emocompose.outputs import Destination, check_limits
     from emocompose.trajectory import check_transition, plan
@@ -90,7 +91,10 @@ def generate(
                                     paper=paper, candidates=candidates, transition=transition)  # fmt: skip
     else:
         grid = read_piece(composer, prompt, prompt_data)
-        check_limits(bars=grid.n_bars + bars)
+        try:
+            check_limits(bars=grid.n_bars + bars)
+        except UsageError as exc:  # the prompt's fault as much as --bars's: name it
+            raise LimitError(f"{grid.n_bars} bars of prompt and {bars} new ones: {exc}", prompt) from None
         results = composer.continuation(grid, bars, emotion, count=count, seed=seed, temperature=temperature,
                                         top_p=top_p, coherence=coherence, prompt_bars=prompt_bars,
                                         candidates=candidates)  # fmt: skip
@@ -103,7 +107,8 @@ def generate(
 @app.command()
 def transform(
     inputs: List[str] = typer.Argument(..., help="MIDI files or folders; - reads one MIDI from stdin."),
-    to: str = typer.Option(..., "--to", "-t", help="Target emotion: happy, tense, sad or calm."),
+    to: str = typer.Option(..., "--to", "-t", help="Target emotion: happy, tense, sad or calm; or emotions over "
+                           "time, EMOTION:BARS,... adding up to the piece's bars (calm:8,tense:8)."),
     lam: float = typer.Option(1.0, "--lambda", "-l", help="Strength in [0, 1]: below 0.5 the melody, rhythm and harmony "
                              "stay and the rest is re-voiced; from 0.5 the mode changes and the rhythm under the melody "
                              "is rewritten; 1 moves the latents all the way."),
@@ -137,15 +142,18 @@ def transform(
     Examples:
       emocompose transform song.mid --to sad --lambda 0.7 -o song_sad.mid
       emocompose transform song.mid --to happy --keep none      (the latents alone: a freer rewrite)
+      emocompose transform song.mid --to calm:8,tense:12        (a 20-bar piece turning from calm to tense)
       emocompose transform clips/ --to calm -o calm/ --json --skip-existing
       cat song.mid | emocompose transform - --to happy -o - > happy.mid
     """
     from emocompose.compose import check_candidates, check_keep, check_lambda
+    from emocompose import trajectory
     from emocompose.emotions import parse_emotion
+    from emocompose.errors import InputError
     from emocompose.outputs import Destination, check_limits
 
     n = check_candidates(candidates, paper)
-    to = parse_emotion(to)
+    to_name = trajectory.label(trajectory.plan(to, None, None, None, 1))  # checks the target before the model loads
     if source:
         parse_emotion(source)
     check_lambda(lam)
@@ -153,7 +161,7 @@ def transform(
     files = inputs_or_stdin(inputs)
     dest = Destination(out, many=len(files) > 1)
     beside = Beside(audio, plot, out, len(files) > 1, soundfont)
-    name_of = lambda path: f"{'stdin' if path == '-' else Path(path).stem}_to_{to}.mid"
+    name_of = lambda path: f"{'stdin' if path == '-' else Path(path).stem}_to_{to_name}.mid"
     todo = [f for f in files if not (skip_existing and dest.exists(name_of(f)))]
     composer = load_composer(model, batch=n) if todo else None
 
@@ -161,15 +169,19 @@ def transform(
         t0 = time.perf_counter()
         grid = read_piece(composer, path)
         check_limits(bars=grid.n_bars)
-        r = composer.transform(grid, to, lam, source=source, seed=seed, temperature=temperature, top_p=top_p,
-                               paper=paper, candidates=candidates, keep=keep)  # fmt: skip
+        try:
+            r = composer.transform(grid, to, lam, source=source, seed=seed, temperature=temperature, top_p=top_p,
+                                   paper=paper, candidates=candidates, keep=keep)  # fmt: skip
+        except InputError as exc:  # what the piece cannot be rewritten for: name the piece
+            raise exc.at(path) from None
         q, key = r.info["q"], r.info.get("key")
         keys = f", key {' -> '.join(dict.fromkeys(key))}" if key else ""  # one name if kept
         print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
-              f"valence high {q['valence'][1]:.2f}); moved toward {to} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
+              f"valence high {q['valence'][1]:.2f}); moved toward {r.emotion} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
         emit(dest, r, name_of(path), composer, as_json, t0, beside, input=path, source_emotion=r.info["source_emotion"],
              q=q, **{"lambda": lam}, keep=r.info["keep"], warning=r.info["warning"],
-             **({"source_key": key[0], "key": key[1]} if key else {}))  # fmt: skip
+             **({"source_key": key[0], "key": key[1]} if key else {}),
+             **({"segments": r.info["segments"]} if "segments" in r.info else {}))  # fmt: skip
         if r.info["warning"]:
             say(f"[yellow]warning[/]: {path}: {r.info['warning']}")
     code = batch(todo, one) if todo else EXIT_OK
@@ -234,7 +246,7 @@ def evaluate(
     clips: int = typer.Option(8, help="Test clips per quadrant for transform and swap (0 skips both)."),
     scores: int = typer.Option(10, help="Real scores for other instruments from music21's corpus to transform "
                                "each way (0 skips them)."),
-    trajectories: int = typer.Option(8, help="Pieces per emotion trajectory (calm:8,tense:8, sad:8,happy:8, "
+    trajectories: int = typer.Option(16, help="Pieces per emotion trajectory (calm:8,tense:8, sad:8,happy:8, "
                                      "happy:8,sad:8), each segment judged on its own (0 skips them)."),
     labels: Optional[str] = typer.Option(None, help="Labels CSV when --data is a folder of MIDI (see preprocess)."),
     seed: int = SEED_OPT,
