@@ -65,13 +65,14 @@ def notes_from_midi(data: bytes, name: str, empty_ok: bool = False) -> list[Note
             continue
         start = arr["time"].astype(np.float64)
         end = start + np.maximum(arr["duration"].astype(np.float64), 0.01)
-        end = _restruck(start, _pedal(start, end, tr.pedals.numpy()), arr["pitch"])
+        end = _restruck(start, _pedal(end, tr.pedals.numpy()), arr["pitch"])
         ctl = tr.controls.numpy()
         gain = 1.0
         for number in (7, 11):
             values = ctl["value"][ctl["number"] == number]
             gain *= (int(values[0]) / 127) ** 2 if len(values) else 1.0
-        bank, program = (DRUM_BANK, 0) if tr.is_drum else (0, int(tr.program))
+        bank = DRUM_BANK if tr.is_drum else 0  # a drum track's program picks its kit
+        program = int(tr.program)
         notes += [Note(float(s), float(e), int(k), int(v), bank, program, gain)
                   for s, e, k, v in zip(start, end, arr["pitch"], arr["velocity"]) if v > 0]  # fmt: skip
     if not notes and not empty_ok:
@@ -85,7 +86,7 @@ def notes_from_midi(data: bytes, name: str, empty_ok: bool = False) -> list[Note
     return notes
 
 
-def _pedal(start: np.ndarray, end: np.ndarray, pedals: dict) -> np.ndarray:
+def _pedal(end: np.ndarray, pedals: dict) -> np.ndarray:
     """Note ends moved to the lifting of a sustain pedal that is down when the key is released."""
     if not len(pedals["time"]):
         return end
@@ -136,38 +137,21 @@ class Renderer:
                 need_wave[k] = max(need_wave.get(k, 0), total)
                 need_on[k] = max(need_on.get(k, 0), held)
                 need_release[z.uid] = max(need_release.get(z.uid, 0), total - held)
-        self._waves = {k: self._wave(zones[k[0]], k[1], n) for k, n in need_wave.items()}
-        self._on = {k: self._on_envelope(zones[k[0]], k[1], n) for k, n in need_on.items()}
-        self._release_of = {k: self._release(zones[k], n) for k, n in need_release.items()}
+        waves = {k: self._wave(zones[k[0]], k[1], n) for k, n in need_wave.items()}
+        on = {k: self._on_envelope(zones[k[0]], k[1], n) for k, n in need_on.items()}
+        release = {k: self._release(zones[k], n) for k, n in need_release.items()}
         # notes that sound alike (the same zones, key and length: real music repeats them, layered
         # instruments sound several zones a note) are mixed once and added in at each onset
         alike = lambda i: (tuple(z.uid for z in played[i][1]), played[i][0].key, spans[i])
         last = sound = None
         for i in sorted(range(len(played)), key=alike):
             if alike(i) != last:
-                last, sound = alike(i), self._mix(played[i], spans[i])
+                last, sound = alike(i), _mix(*played[i], spans[i], waves, on, release)
             n = played[i][0]
             level = HEADROOM * n.gain * (n.velocity / 127) ** 2  # the spec's default velocity curve
             at = int(n.start * self.rate)
             out[:, at : at + sound.shape[1]] += sound * level
-        self._waves = self._on = self._release_of = None
         return np.ascontiguousarray(out.T)
-
-    def _mix(self, note_zones: tuple[Note, tuple[Zone, ...]], spans: list[tuple[int, int]]) -> np.ndarray:
-        """(2, samples): a note's zones at unit velocity, each panned (equal power) and at its gain."""
-        note, zs = note_zones
-        sound = np.zeros((2, max(t for _, t in spans)), np.float32)
-        for z, (held, total) in zip(zs, spans):
-            k = (z.uid, note.key)
-            wave, on = self._waves[k], self._on[k]
-            voice = wave[:total] * z.gain
-            voice[:held] *= on[:held]
-            if total > held:
-                voice[held:] *= on[held - 1] * self._release_of[z.uid][: total - held]
-            for channel, side in enumerate((np.sqrt(0.5 - z.pan), np.sqrt(0.5 + z.pan))):  # equal-power pan
-                if side > 0:  # stereo samples come as zone pairs panned hard left and right
-                    sound[channel, :total] += voice * side
-        return sound
 
     def _span(self, note: Note, zone: Zone) -> tuple[int, int]:
         """Samples the key is held, and samples the voice is audible: to the end of its
@@ -254,6 +238,23 @@ def reverb(audio: np.ndarray, rate: int, wet: float = REVERB) -> np.ndarray:
     out *= wet
     out[: len(audio)] += (1 - wet) * audio
     return out
+
+
+def _mix(note: Note, zones: tuple[Zone, ...], spans: list[tuple[int, int]], waves: dict, on: dict,
+         release: dict) -> np.ndarray:  # fmt: skip
+    """(2, samples): a note's zones at unit velocity, each at its gain and panned (equal power),
+    from the waveforms and envelopes `Renderer.render` made for the piece."""
+    sound = np.zeros((2, max(t for _, t in spans)), np.float32)
+    for z, (held, total) in zip(zones, spans):
+        k = (z.uid, note.key)
+        voice = waves[k][:total] * z.gain
+        voice[:held] *= on[k][:held]
+        if total > held:
+            voice[held:] *= on[k][held - 1] * release[z.uid][: total - held]
+        for channel, side in enumerate((np.sqrt(0.5 - z.pan), np.sqrt(0.5 + z.pan))):
+            if side > 0:  # stereo samples come as zone pairs panned hard left and right
+                sound[channel, :total] += voice * side
+    return sound
 
 
 def _read(seg: np.ndarray, pos: np.ndarray) -> np.ndarray:
