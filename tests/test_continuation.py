@@ -87,3 +87,15 @@ def test_a_prompt_refuses_what_it_sets_itself(tiny_model, tmp_path, args, words)
     r = run_cli("generate", "--prompt", tmp_path / "p.mid", "-m", tiny_model, "-o", tmp_path / "o.mid", *args)
     assert r.returncode == EXIT_USAGE and words in r.stderr.decode(), r.stderr.decode()
     assert not (tmp_path / "o.mid").exists()
+
+
+def test_a_prompt_that_cannot_be_read_or_is_too_long_is_named(tiny_model, tmp_path):
+    (tmp_path / "junk.mid").write_bytes(b"not music")
+    r = run_cli("generate", "--prompt", tmp_path / "junk.mid", "-m", tiny_model, "-o", tmp_path / "o.mid")
+    assert r.returncode == 3 and "junk.mid" in r.stderr.decode() and "not a MIDI file" in r.stderr.decode()
+    (tmp_path / "p.mid").write_bytes(_prompt(3))
+    r = run_cli("generate", "--prompt", tmp_path / "p.mid", "--bars", "2", "-m", tiny_model, "-o", tmp_path / "o.mid",
+                env={"EMOCOMPOSE_MAX_OUTPUT_BARS": "4"})  # fmt: skip
+    err = r.stderr.decode()
+    assert r.returncode == 3 and "p.mid: 3 bars of prompt and 2 new ones" in err and "EMOCOMPOSE_MAX_OUTPUT_BARS" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.mid").exists()
