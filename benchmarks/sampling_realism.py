@@ -5,9 +5,9 @@ the real test clips, with the figures the model issue targets per quadrant besid
     python benchmarks/sampling_realism.py --data data/all [--model PATH] [--pieces 25] \\
         [--settings 1.0/0.95/1.0/0.6 1.0/1.0/1.0/0.6 ...]
 
-A setting is temperature/top_p/latent_temperature/coherence (generate's options; top_p is the
-nucleus over pitches). The first setting is the baseline the others are read against; all run
-on the same seeds.
+A setting is temperature/top_p/latent_temperature/coherence[/echo] (generate's options; top_p
+is the nucleus over pitches; echo defaults to generate's). The first setting is the baseline the
+others are read against; all run on the same seeds.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main() -> None:
                                                       "1.0/0.85/1.0/0.6", "1.0/1.0/1.0/0.85"])  # fmt: skip
     args = ap.parse_args()
 
+    from emocompose import presets
     from emocompose.compose import Composer
     from emocompose.emotions import EMOTIONS
     from emocompose.evaluate import NAMES, EvalConfig, Evaluation, describe_pieces, load_real
@@ -48,17 +49,17 @@ def main() -> None:
               for k, name in enumerate(NAMES)}  # fmt: skip
     print("real EMOPIA per quadrant (notes per beat / velocity / pitch range): " + ", ".join(
         f"{n} {d['notes_per_beat']:.2f}/{d['mean_velocity']:.0f}/{d['pitch_range']:.0f}" for n, d in real_q.items()))
-    print(f"{'T/top_p/latent T/coherence':>28} {'arousal':>8} {'valence':>8} {'realism':>8} {'floor':>6} "
+    print(f"{'T/top_p/latent T/coherence[/echo]':>34} {'arousal':>8} {'valence':>8} {'realism':>8} {'floor':>6} "
           f"{'overlap':>8}  worst per-quadrant gap to real   telling features   seconds")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:  # only the judge and the realism test are used: nothing is written
         ev = Evaluation(c, real, Path(tmp), EvalConfig(pieces=args.pieces, bars=args.bars, seed=args.seed))
         for setting in args.settings:
-            t, p, lt, coh = map(float, setting.split("/"))
+            t, p, lt, coh, echo = (list(map(float, setting.split("/"))) + [presets.ECHO])[:5]
             grids, right = {}, []
             with Timer() as timer:
                 for i, name in enumerate(NAMES):
                     res = c.generate(name, bars=args.bars, count=args.pieces, seed=args.seed + i, temperature=t,
-                                     top_p=p, latent_temperature=lt, coherence=coh)  # fmt: skip
+                                     top_p=p, latent_temperature=lt, coherence=coh, echo=echo)  # fmt: skip
                     grids[name] = [r.grid for r in res]
             for name in NAMES:
                 right.append(ev.judge.predict(ev.feats(grids[name])) == np.array(EMOTIONS[name]))
@@ -70,7 +71,7 @@ def main() -> None:
                 for k in ("notes_per_beat", "mean_velocity", "pitch_range"):
                     gaps.append((abs(d[k] / real_q[name][k] - 1), f"{name} {k} {d[k]:.1f} (real {real_q[name][k]:.1f})"))
             worst = max(gaps)
-            print(f"{setting:>28} {acc[0]:>8.2f} {acc[1]:>8.2f} {rl['accuracy']:>8.2f} {rl['real_against_real']:>6.2f} "
+            print(f"{setting:>34} {acc[0]:>8.2f} {acc[1]:>8.2f} {rl['accuracy']:>8.2f} {rl['real_against_real']:>6.2f} "
                   f"{rl['mean_overlapping_area']:>8.2f}  {worst[1]} {worst[0]:+.0%}   {', '.join(rl['most_telling'][:3])}"
                   f"   {timer.seconds:.0f}")  # fmt: skip
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from emocompose import emotions, latents, rewrite, trajectory
 from emocompose.errors import InputError, UsageError
 from emocompose.features import KEY_NAMES, parse_key
-from emocompose.presets import BARS, CANDIDATES, COHERENCE, GENERATE, MODE_LAMBDA, REWRITE, SamplingConfig
+from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, MODE_LAMBDA, REWRITE,
+                                SamplingConfig)
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
 from emocompose.trajectory import TRANSITION, Segment
@@ -140,13 +141,18 @@ class Composer:
                  temperature: float = GENERATE.temperature, top_p: float = GENERATE.top_p,
                  latent_temperature: float = 1.0, coherence: float = COHERENCE, key: str | None = None,
                  tempo: float | None = None, paper: bool = False, candidates: int | None = None,
-                 transition: int = TRANSITION) -> list[Result]:  # fmt: skip
+                 transition: int = TRANSITION, echo: float = ECHO) -> list[Result]:  # fmt: skip
         """`count` pieces, decoded as one batch, of `bars` bars (default presets.BARS). Either a
         named emotion, or a point (arousal, valence) in [-1, 1]^2 between the component means;
         either may be a trajectory of segments ('calm:8,tense:8', '0.5:8,-0.5:8': see
         `trajectory`), whose bars add up to the piece's, the latents gliding over `transition`
         bars at each change. See `latents.prior_latents` for `coherence`, `key` and `paper`,
-        `best_of` for `candidates` (default presets.CANDIDATES, 1 with `paper`)."""
+        `best_of` for `candidates` (default presets.CANDIDATES, 1 with `paper`), `echo` for the
+        share of bars that repeat the onsets of the bar ECHO_BACK before them (within a segment;
+        none with `paper`)."""
+        import numpy as np
+
+        from emocompose.echo import Echo, echo_plan
         from emocompose.sampling import BarPlan
 
         spec = lambda x: None if x is None else str(x)  # noqa: E731
@@ -156,8 +162,15 @@ class Composer:
         z_r, z_k, keys = latents.prior_latents(self.trained, segments, count * n, seed, latent_temperature,
                                                coherence, check_key(key, paper), paper, transition)  # fmt: skip
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
-        plan = BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars)
-        grids = self.trained.decode(z_r, z_k, [plan] * (count * n), SamplingConfig(temperature, top_p, seed))
+        if not 0.0 <= echo <= 1.0:
+            raise UsageError(f"echo must be in [0, 1], got {echo}")
+        rng, segment = np.random.default_rng(seed), np.repeat(np.arange(len(segments)), [s.bars for s in segments])
+        plans = []
+        for _ in range(count * n):
+            back = echo_plan(bars, 0.0 if paper else echo, ECHO_BACK, rng, segment)
+            plans.append(BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars,
+                                 echo=Echo(self.tok.vocab, back) if max(back, default=-1) >= 0 else None))  # fmt: skip
+        grids = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
         picks, qs = self.best_of(grids, [segments] * count, n)
         results = []
         for i, (j, q) in enumerate(zip(picks, qs)):

@@ -25,6 +25,8 @@ GENERATE = SamplingConfig(temperature=1.0, top_p=0.95)
 REWRITE = SamplingConfig(temperature=0.8, top_p=0.9)
 
 BARS = 20  # bars per generated piece
+ECHO = 0.15  # share of generated bars that repeat the onsets of the bar ECHO_BACK before (`echo`)
+ECHO_BACK = 4
 PROMPT_BARS = 8  # new bars after a prompt (`generate --prompt`)
 # Correlation of one piece's bar latents when generating. Measured: in 40 EMOPIA val clips the
 # bars' posterior means share 62% (z_r) and 66% (z_k) of their variance with their piece's mean.

@@ -26,6 +26,7 @@ from emocompose.presets import SamplingConfig
 from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, TEMPO, VELOCITY, Vocab
 
 if TYPE_CHECKING:
+    from emocompose.echo import Echo
     from emocompose.hold import MelodyHold
 
 # grammar states: what the last token was
@@ -44,6 +45,7 @@ class BarPlan:
     tempo: list[int]
     tracks: list[int] | None = None
     hold: "MelodyHold | None" = None
+    echo: "Echo | None" = None  # bars that repeat an earlier bar's onsets (`echo`)
 
 
 class Grammar:
@@ -167,9 +169,11 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=StepWeights(model.dec, 2 * L + 8))
     for t in range(T):
         state, pos, track, length = [AFTER_BAR] * B, [-1] * B, [-1] * B, [1] * B
-        for p in plans:
+        for i, p in enumerate(plans):
             if p.hold:
                 p.hold.start_bar(t)
+            if p.echo:
+                p.echo.start_bar(t, out[i], p.positions)
         seqs = np.full((B, L + 1), vocab.pad, np.int64)
         seqs[:, 0] = [vocab.bar_token(p.positions[t]) for p in plans]
         live = list(range(B))
@@ -190,6 +194,8 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
                                              tracks[i])  # fmt: skip
                 if hold:
                     choices[i] = hold.restrict(choices[i][0], pos[i], state[i])
+                elif plans[i].echo and plans[i].echo.active:
+                    choices[i] = plans[i].echo.restrict(choices[i][0], pos[i], seqs[i, : length[i]])
             lo = min((ids[0] for ids, _, _ in choices.values()), default=0)
             hi = max((ids[-1] for ids, _, _ in choices.values()), default=0) + 1
             logits = model.logits(h, lo, hi).float().cpu().numpy()

@@ -39,6 +39,8 @@ def generate(
                                       "(default: drawn per piece from the keys of training pieces of that valence)."),
     coherence: float = typer.Option(presets.COHERENCE, help="How much the bars of a piece share their latents, in [0, 1] "
                                     "(0: each bar drawn alone, as in the paper; 1: every bar the same). Real music: about 0.6."),
+    echo: float = typer.Option(presets.ECHO, help=f"Share of bars, in [0, 1], that repeat the rhythm of the bar "
+                               f"{presets.ECHO_BACK} before them with new notes (real music: about one in nine; 0: none)."),
     candidates: Optional[int] = CANDIDATES_OPT,
     paper: bool = PAPER_OPT,
     out: Optional[str] = typer.Option(None, "-o", "--out", help="A .mid file, a folder (for several), or - for stdout. "
@@ -88,7 +90,7 @@ def generate(
     if prompt is None:
         results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
                                     temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
-                                    paper=paper, candidates=candidates, transition=transition)  # fmt: skip
+                                    paper=paper, candidates=candidates, transition=transition, echo=echo)  # fmt: skip
     else:
         grid = read_piece(composer, prompt, prompt_data)
         try:
