@@ -148,8 +148,8 @@ def transform(
       emocompose transform clips/ --to calm -o calm/ --json --skip-existing
       cat song.mid | emocompose transform - --to happy -o - > happy.mid
     """
-    from emocompose.compose import check_candidates, check_keep, check_lambda
     from emocompose import trajectory
+    from emocompose.compose import check_candidates, check_keep, check_lambda
     from emocompose.emotions import parse_emotion
     from emocompose.errors import InputError
     from emocompose.outputs import Destination, check_limits
