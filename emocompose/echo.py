@@ -32,7 +32,6 @@ class Echo:
 
     def __init__(self, vocab: Vocab, plan: list[int]):
         self.vocab, self.plan = vocab, plan
-        self.ends = np.flatnonzero((vocab.kind == BAR) | (vocab.kind == EOS_KIND))
         self.notes: dict[int, int] = {}  # onset -> notes the echoed bar struck there
 
     def start_bar(self, t: int, decoded: list[np.ndarray], positions: list[int]) -> None:
@@ -57,7 +56,7 @@ class Echo:
         if pos >= 0 and _notes_at(bar, self.vocab).get(pos, 0) >= self.notes.get(pos, 0):
             keep &= kind != PITCH  # this onset has its notes
         if ((kind == POSITION) & (value == nxt)).any():
-            keep &= ~np.isin(ids, self.ends)
+            keep &= (kind != BAR) & (kind != EOS_KIND)
         out = ids[keep] if keep.any() else ids
         is_pitch = self.vocab.kind[out] == PITCH
         a = int(is_pitch.argmax()) if is_pitch.any() else 0

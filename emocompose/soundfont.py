@@ -103,10 +103,7 @@ def _zones(bags: list[tuple], gens: list[tuple], first: int, last: int, terminal
     without the terminal generator (instrument or sample) is global only if it comes first."""
     glob, local = {}, []
     for b in range(first, last):
-        g0, g1 = bags[b][0], bags[b + 1][0]
-        zone = {}
-        for oper, amount in gens[g0:g1]:
-            zone[oper] = amount
+        zone = dict(gens[bags[b][0] : bags[b + 1][0]])  # oper -> amount, the last one winning
         if terminal in zone:
             local.append(zone)
         elif b == first:
