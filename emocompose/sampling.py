@@ -120,7 +120,7 @@ def weights(logits: np.ndarray, cfg: SamplingConfig, pitches: tuple[int, int] = 
     with a nucleus of `cfg.top_p` over the pitch tokens (logits[pitches[0]:pitches[1]]) that
     keeps the pitches' total probability: which pitch is cut to its likely head, whether a note
     comes at all is not. `held` (over those pitches) marks keys still sounding: they leave the
-    head too, unless it holds nothing else (then the model means to strike one again)."""
+    head too, unless they hold HELD_YIELD of it (`Held`)."""
     z = logits if cfg.temperature == 1.0 else logits / cfg.temperature
     w = np.exp(z - z.max())
     a, b = pitches
@@ -133,8 +133,8 @@ def weights(logits: np.ndarray, cfg: SamplingConfig, pitches: tuple[int, int] = 
             # the likeliest pitches until they hold top_p of the pitches' mass (the first always)
             n = max(int(np.searchsorted(np.cumsum(ranked) - ranked, cfg.top_p * mass)), 1)
             kept = np.where(pp >= ranked[n - 1], pp, 0)
-        if held is not None and (free := np.where(held, 0, kept)).any():
-            kept = free
+        if held is not None and kept[held].sum() < HELD_YIELD * kept.sum():
+            kept = np.where(held, 0, kept)
         w[a:b] = kept * (mass / kept.sum())
     return w
 
@@ -157,6 +157,9 @@ def draw(logits: np.ndarray, cfg: SamplingConfig, u: float, pitches: tuple[int, 
     return min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(cdf) - 1)
 
 
+HELD_YIELD = 0.5
+
+
 class Held:
     """The keys still sounding in each sequence of a batch, by pitch token (one key per pitch and
     track class). A file keeps one note per key at a time: a key struck again ends the note
@@ -164,8 +167,11 @@ class Held:
     note's length, whether that key comes again, and it struck held keys so often that its notes
     came out of the file about a fifth shorter than it wrote them (mean log length in beats 0.0
     against 0.25 as written; EMOPIA's is 0.30), the largest difference the realism test saw. So
-    a held key leaves the likely pitches until it is released (`weights`); whether a note comes at
-    all stays the model's choice."""
+    the keys held leave the likely pitches until they are released (`weights`), and whether a note
+    comes at all stays the model's choice. Unless they hold at least HELD_YIELD of those pitches'
+    probability: then the model means to strike one again (a repeated note), and given the
+    other pitches alone it wrote more notes out of the key (measured: blocking held keys always
+    raised the pitch-class entropy of generated pieces from 2.64 to 2.83 bits, real music's is 2.70)."""
 
     def __init__(self, vocab: Vocab, batch: int):
         self.pitch0, self.steps = vocab.pitch0, vocab.config.duration_array

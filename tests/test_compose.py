@@ -475,41 +475,43 @@ def test_nucleus_cuts_only_the_pitch_tail_and_keeps_the_pitch_mass():
     assert draw(np.log(p), SamplingConfig(temperature=0), 0.9) == 0
 
 
-def test_a_held_key_leaves_the_likely_pitches_unless_they_are_all_held():
+def test_held_keys_leave_the_likely_pitches_unless_they_hold_half_of_them():
     from emocompose.sampling import probabilities
 
-    p = np.array([0.4, 0.2, 0.1, 0.05, 0.15, 0.1])  # 4 pitches, then a position and a duration
-    held = np.array([True, False, False, False])
-    out = probabilities(np.log(p), SamplingConfig(top_p=1.0), (0, 4), held)
+    p = np.array([0.2, 0.3, 0.15, 0.1, 0.15, 0.1])  # 4 pitches, then a position and a duration
+    first, second = np.array([True, False, False, False]), np.array([False, True, False, False])
+    out = probabilities(np.log(p), SamplingConfig(top_p=1.0), (0, 4), first)
     assert out[0] == 0 and np.isclose(out[:4].sum(), 0.75)  # a note comes as often as before
-    assert np.allclose(out[1:4], np.array([0.2, 0.1, 0.05]) * 0.75 / 0.35)
+    assert np.allclose(out[1:4], np.array([0.3, 0.15, 0.1]) * 0.75 / 0.55)
     assert np.allclose(out[4:], [0.15, 0.1])
-    # the nucleus is the model's own (pitches 0 and 1), less the held key
-    out = probabilities(np.log(p), SamplingConfig(top_p=0.75), (0, 4), held)
-    assert np.allclose(out, [0, 0.75, 0, 0, 0.15, 0.1])
-    # a nucleus of held keys only: the model means to strike one again, and may
-    out = probabilities(np.log(p), SamplingConfig(top_p=0.5), (0, 4), held)
-    assert np.allclose(out, [0.75, 0, 0, 0, 0.15, 0.1])
+    # the nucleus is the model's own (pitches 1, 0 and 2), less the held key
+    out = probabilities(np.log(p), SamplingConfig(top_p=0.75), (0, 4), first)
+    assert np.allclose(out, [0, 0.5, 0.25, 0, 0.15, 0.1])
+    # a held key with over half the nucleus (pitches 1 and 0): the model means to strike it again
+    out = probabilities(np.log(p), SamplingConfig(top_p=0.5), (0, 4), second)
+    assert np.allclose(out, [0.3, 0.45, 0, 0, 0.15, 0.1])
 
 
 def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
     """A file holds one note per key at a time, so the decoder waits for a key's release before
     striking it again (it used to, and the file cut the first note short). The model is made to
-    love one key, so it would strike it again at once if it could."""
+    love the piano's keys, played short (so that fewer than half of them sound at once), and it
+    would strike them again at once if it could."""
     model, vocab = composer.trained.model, composer.tok.vocab
-    loved, logits = vocab.pitch0 + 60, model.logits
+    steps = vocab.config.duration_array
+    short = vocab.dur0 + np.flatnonzero(steps <= 4)  # the piano's lengths of up to a beat
+    loved, logits = np.r_[vocab.pitch0 + np.arange(128), short], model.logits
 
     def loving(h, lo=0, hi=None):
         out = logits(h, lo, hi)
-        if lo <= loved < (hi or len(vocab)):
-            out[:, loved - lo] += 8
+        inside = (loved >= lo) & (loved < (hi or len(vocab)))
+        out[:, loved[inside] - lo] += 8
         return out
 
     monkeypatch.setattr(model, "logits", loving)
     cond = torch.randn(4, 6, model.config.d, generator=torch.Generator().manual_seed(0))
     plans = [BarPlan([16, 16, 12, 16, 16, 16], [-1] * 6) for _ in range(4)]
     out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=1.0, top_p=1.0, seed=2))
-    steps = vocab.config.duration_array
     again = 0
     for seq in out:
         g = composer.tok.decode(np.concatenate(seq))
@@ -518,7 +520,7 @@ def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
             one = one[np.argsort(g.onsets[one], kind="stable")]
             assert (g.onsets[one][1:] >= (g.onsets + steps[g.dur])[one][:-1]).all(), (track, pitch)
             again += len(one) - 1
-    assert again >= 8  # the loved key comes back each time it is released
+    assert again >= 8  # the loved keys come back once released
 
 
 def test_generated_pieces_are_what_their_files_hold(tiny_model):
