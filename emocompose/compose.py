@@ -61,9 +61,11 @@ def check_feature(feature: str) -> str:
     return feature
 
 
-def check_prompt(emotion: str | None, arousal=None, valence=None, key=None, tempo=None, paper: bool = False) -> None:
+def check_prompt(emotion: str | None, arousal=None, valence=None, key=None, tempo=None, paper: bool = False,
+                 echo=None, transition=None) -> None:  # fmt: skip
     """What a continuation takes besides its prompt: one emotion at most; the prompt sets the
-    key and the tempo, and the paper has no continuation."""
+    key and the tempo, and the paper has no continuation. Echo and transition shape new pieces
+    only (None: not asked for)."""
     if emotion is not None:
         if "," in emotion or ":" in emotion:
             raise UsageError("a continuation carries one emotion; emotions over time are for new pieces")
@@ -74,6 +76,8 @@ def check_prompt(emotion: str | None, arousal=None, valence=None, key=None, temp
             raise UsageError(f"a continuation takes {what} from its prompt; give --emotion or nothing")
     if paper:
         raise UsageError("the paper's operations have no continuation of a prompt")
+    if echo is not None or transition is not None:
+        raise UsageError("a continuation takes no echo and no transition: they shape new pieces")
 
 
 def check_target(to: str, bars: int) -> list[Segment]:

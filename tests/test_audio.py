@@ -245,6 +245,7 @@ def test_render_batch_goes_on_past_a_bad_file_and_names_it(tmp_path):
     (["--soundfont", "{tmp}/a.mid"], EXIT_INPUT, "not a SoundFont 2 file"),
     (["--rate", "100"], EXIT_USAGE, "sample rate"),
     (["--reverb", "1.5"], EXIT_USAGE, "reverb"),
+    (["--json", "-o", "-"], EXIT_USAGE, "--json writes its records to stdout"),
 ])  # fmt: skip
 def test_render_refuses_bad_options_before_writing(tmp_path, args, code, words):
     (tmp_path / "a.mid").write_bytes(midi_bytes([(0, False, scale(bars=1))]))

@@ -394,6 +394,8 @@ def test_cli_transform_stdin_batch_and_exit_codes(tiny_model, tmp_path):
     (["generate", "-e", "sad", "--candidates", "0"], EXIT_USAGE, "candidates must be at least 1"),
     (["generate", "-e", "sad", "--candidates", "2", "--paper"], EXIT_USAGE, "paper"),
     (["generate", "-e", "sad", "-n", "200", "--candidates", "2"], EXIT_USAGE, "200 pieces x 2 candidates"),
+    (["generate", "-e", "sad", "--json", "-o", "-"], EXIT_USAGE, "--json writes its records to stdout"),
+    (["transform", "-", "--to", "sad", "--json", "--plot", "-"], EXIT_USAGE, "--json writes its records to stdout"),
 ])  # fmt: skip
 def test_cli_usage_errors(args, code, words, tiny_model):
     r = run_cli(*args, "--model", tiny_model)
@@ -495,17 +497,19 @@ def test_held_keys_leave_the_likely_pitches_unless_they_hold_half_of_them():
 def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
     """A file holds one note per key at a time, so the decoder waits for a key's release before
     striking it again (it used to, and the file cut the first note short). The model is made to
-    love the piano's keys, played short (so that fewer than half of them sound at once), and it
-    would strike them again at once if it could."""
+    love the piano's keys all alike, played short (so that far fewer than half of them sound at
+    once), and it would strike them again at once if it could."""
     model, vocab = composer.trained.model, composer.tok.vocab
     steps = vocab.config.duration_array
+    keys = vocab.pitch0 + np.arange(128)
     short = vocab.dur0 + np.flatnonzero(steps <= 4)  # the piano's lengths of up to a beat
-    loved, logits = np.r_[vocab.pitch0 + np.arange(128), short], model.logits
+    logits = model.logits
 
     def loving(h, lo=0, hi=None):
         out = logits(h, lo, hi)
-        inside = (loved >= lo) & (loved < (hi or len(vocab)))
-        out[:, loved[inside] - lo] += 8
+        for ids, value in ((keys, 50.0), (short, 100.0)):
+            inside = ids[(ids >= lo) & (ids < (hi or len(vocab)))]
+            out[:, inside - lo] = value
         return out
 
     monkeypatch.setattr(model, "logits", loving)

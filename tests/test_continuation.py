@@ -81,6 +81,8 @@ def test_a_continuation_is_the_prompt_unchanged_then_new_bars_in_its_meter_tempo
     (["--arousal", "0.5", "--valence", "0.5"], "arousal and valence"),
     (["--paper"], "no continuation"),
     (["--prompt-bars", "0"], "at least 1"),
+    (["--echo", "0.3"], "no echo"),
+    (["--transition", "1"], "no transition"),
 ])  # fmt: skip
 def test_a_prompt_refuses_what_it_sets_itself(tiny_model, tmp_path, args, words):
     (tmp_path / "p.mid").write_bytes(_prompt(2))

@@ -72,19 +72,29 @@ def read_piece(composer, path: str, data: bytes | None = None):
     return composer.tok.grid(composer.tok.load(path if path != "-" else "<stdin>", data=data))
 
 
+def one_stdout(as_json: bool, *outs: str | None) -> None:
+    """Refuse two writers on stdout: their bytes would mix into neither."""
+    from emocompose.errors import UsageError
+
+    if outs.count("-") > 1:
+        raise UsageError("only one of -o, --audio and --plot can write to stdout")
+    if as_json and "-" in outs:
+        raise UsageError("--json writes its records to stdout; give the outputs files or folders")
+
+
 class Beside:
     """What a command writes beside each MIDI output: its audio (`--audio`) and its picture
     (`--plot`), both made (and a bad soundfont refused) before any decoding."""
 
-    def __init__(self, audio: str | None, plot: str | None, out: str | None, many: bool, soundfont: str | None):
+    def __init__(self, audio: str | None, plot: str | None, out: str | None, many: bool, soundfont: str | None,
+                 as_json: bool = False):  # fmt: skip
         from emocompose.audio import AudioOut
         from emocompose.errors import UsageError
         from emocompose.plot import PlotOut
 
         if soundfont is not None and audio is None:
             raise UsageError("--soundfont plays the audio of --audio; give --audio too")
-        if [out, audio, plot].count("-") > 1:
-            raise UsageError("only one of -o, --audio and --plot can write to stdout")
+        one_stdout(as_json, out, audio, plot)
         self.audio = AudioOut(audio, many=many, soundfont=soundfont) if audio is not None else None
         self.plot = PlotOut(plot, many=many) if plot is not None else None
 

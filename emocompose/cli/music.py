@@ -29,7 +29,8 @@ def generate(
                                           "or VALUE:BARS,... over time."),
     bars: Optional[int] = typer.Option(None, help=f"Bars per piece (default {presets.BARS}; with emotions over time, "
                                        "their sum)."),
-    transition: int = typer.Option(TRANSITION, help="Bars over which one emotion glides into the next."),
+    transition: Optional[int] = typer.Option(None, help=f"Bars over which one emotion glides into the next "
+                                             f"(default {TRANSITION}).", show_default=False),
     count: int = typer.Option(1, "--count", "-n", help="Pieces to write (decoded as one batch)."),
     seed: int = SEED_OPT,
     temperature: float = typer.Option(presets.GENERATE.temperature, help=TEMP_HELP),
@@ -39,8 +40,9 @@ def generate(
                                       "(default: drawn per piece from the keys of training pieces of that valence)."),
     coherence: float = typer.Option(presets.COHERENCE, help="How much the bars of a piece share their latents, in [0, 1] "
                                     "(0: each bar drawn alone, as in the paper; 1: every bar the same). Real music: about 0.6."),
-    echo: float = typer.Option(presets.ECHO, help=f"Share of bars, in [0, 1], that repeat the rhythm of the bar "
-                               f"{presets.ECHO_BACK} before them with new notes (real music: about one in nine; 0: none)."),
+    echo: Optional[float] = typer.Option(None, help=f"Share of bars, in [0, 1], that repeat the rhythm of the bar "
+                                         f"{presets.ECHO_BACK} before them with new notes (default {presets.ECHO}; real "
+                                         "music: about one in nine; 0: none).", show_default=False),
     candidates: Optional[int] = CANDIDATES_OPT,
     paper: bool = PAPER_OPT,
     out: Optional[str] = typer.Option(None, "-o", "--out", help="A .mid file, a folder (for several), or - for stdout. "
@@ -77,14 +79,15 @@ def generate(
         check_limits(bars=sum(s.bars for s in plan(emotion, arousal, valence, bars, presets.BARS)), count=count,
                      candidates=n)  # fmt: skip
     else:
-        check_prompt(emotion, arousal, valence, key, tempo, paper)
+        check_prompt(emotion, arousal, valence, key, tempo, paper, echo, transition)
         prompt_data = read_input(prompt)
         bars = presets.PROMPT_BARS if bars is None else bars
         check_limits(bars=bars, count=count, candidates=n)
-    check_transition(transition)
+    transition = check_transition(TRANSITION if transition is None else transition)
+    echo = presets.ECHO if echo is None else echo
     check_key(key, paper)
     dest = Destination(out, many=count > 1)
-    beside = Beside(audio, plot, out, count > 1, soundfont)
+    beside = Beside(audio, plot, out, count > 1, soundfont, as_json)
     t0 = time.perf_counter()
     composer = load_composer(model, batch=count * n)
     if prompt is None:
@@ -162,7 +165,7 @@ def transform(
     check_keep(keep)
     files = inputs_or_stdin(inputs)
     dest = Destination(out, many=len(files) > 1)
-    beside = Beside(audio, plot, out, len(files) > 1, soundfont)
+    beside = Beside(audio, plot, out, len(files) > 1, soundfont, as_json)
     name_of = lambda path: f"{'stdin' if path == '-' else Path(path).stem}_to_{to_name}.mid"
     todo = [f for f in files if not (skip_existing and dest.exists(name_of(f)))]
     composer = load_composer(model, batch=n) if todo else None
@@ -226,7 +229,7 @@ def swap(
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be read from stdin")
     dest = Destination(out, many=False)
-    beside = Beside(audio, plot, out, False, soundfont)
+    beside = Beside(audio, plot, out, False, soundfont, as_json)
     t0 = time.perf_counter()
     composer = load_composer(model)
     ga, gb = read_piece(composer, a), read_piece(composer, b)

@@ -11,7 +11,8 @@ import typer
 
 from emocompose import presets
 from emocompose.cli import app
-from emocompose.cli.common import MODEL_OPT, SOUNDFONT_OPT, batch, inputs_or_stdin, load_composer, read_piece
+from emocompose.cli.common import (MODEL_OPT, SOUNDFONT_OPT, batch, inputs_or_stdin, load_composer, one_stdout,
+                                   read_piece)  # fmt: skip
 from emocompose.console import say
 
 INPUTS_ARG = typer.Argument(..., help="MIDI files or folders (or MusicXML/ABC/kern); - reads stdin.")
@@ -46,6 +47,7 @@ def render(
     from emocompose.audio import AudioOut
     from emocompose.midi import midi_bytes
 
+    one_stdout(as_json, out)
     files = inputs_or_stdin(inputs)
     sound = AudioOut(out, many=len(files) > 1, soundfont=soundfont, rate=rate, room=reverb)
 
@@ -78,6 +80,7 @@ def plot(
     """
     from emocompose.plot import PlotOut
 
+    one_stdout(as_json, out)
     files = inputs_or_stdin(inputs)
     pictures = PlotOut(out, many=len(files) > 1)
     composer = load_composer(model)
