@@ -80,6 +80,11 @@ def check_prompt(emotion: str | None, arousal=None, valence=None, key=None, temp
         raise UsageError("a continuation takes no echo and no transition: they shape new pieces")
 
 
+def key_path(names) -> str:
+    """Keys in order of their turn, one name where one is kept ("A minor -> A major")."""
+    return " -> ".join(dict.fromkeys(names))
+
+
 def check_target(to: str, bars: int) -> list[Segment]:
     """transform's target: one emotion for the whole piece, or emotions over time whose bars add
     up to the piece's."""
@@ -180,7 +185,7 @@ class Composer:
         for i, (j, q) in enumerate(zip(picks, qs)):
             names = None if keys is None else [KEY_NAMES[k] for k in keys[j]]
             info = {"arousal": segments[0].levels[0], "valence": segments[0].levels[1], "index": i,
-                    "key": None if names is None else " -> ".join(dict.fromkeys(names)), "candidates": n, "q": q}  # fmt: skip
+                    "key": None if names is None else key_path(names), "candidates": n, "q": q}  # fmt: skip
             if len(segments) > 1:
                 info["segments"] = [{"bars": s.bars, "emotion": s.emotion, "arousal": s.levels[0],
                                      "valence": s.levels[1], "key": None if names is None else names[k]}
@@ -214,8 +219,8 @@ class Composer:
         z_r, z_k, info = latents.continued_latents(self.trained, context, encoded, count * n, bars, seed,
                                                    None if target is None else emotions.EMOTIONS[target], coherence)  # fmt: skip
         name = target or info["source_emotion"]
-        if "key" in info:  # from -> to, one name if kept
-            info["key"] = " -> ".join(dict.fromkeys(info["key"]))
+        if "key" in info:
+            info["key"] = key_path(info["key"])
         last = prompt.n_bars - 1
         plan = BarPlan([int(prompt.bar_positions[last])] * bars, [int(prompt.bar_tempo[last])] * bars, [PIANO])
         grids = self.trained.decode(z_r, z_k, [plan] * (count * n), SamplingConfig(temperature, top_p, seed),

@@ -152,7 +152,7 @@ def transform(
       cat song.mid | emocompose transform - --to happy -o - > happy.mid
     """
     from emocompose import trajectory
-    from emocompose.compose import check_candidates, check_keep, check_lambda
+    from emocompose.compose import check_candidates, check_keep, check_lambda, key_path
     from emocompose.emotions import parse_emotion
     from emocompose.errors import InputError
     from emocompose.outputs import Destination, check_limits
@@ -180,7 +180,7 @@ def transform(
         except InputError as exc:  # what the piece cannot be rewritten for: name the piece
             raise exc.at(path) from None
         q, key = r.info["q"], r.info.get("key")
-        keys = f", key {' -> '.join(dict.fromkeys(key))}" if key else ""  # one name if kept
+        keys = f", key {key_path(key)}" if key else ""
         print(f"emocompose: {path}: heard {r.info['source_emotion']} (arousal high {q['arousal'][1]:.2f}, "
               f"valence high {q['valence'][1]:.2f}); moved toward {r.emotion} with lambda {lam}{keys}", file=sys.stderr)  # fmt: skip
         emit(dest, r, name_of(path), composer, as_json, t0, beside, input=path, source_emotion=r.info["source_emotion"],
