@@ -157,6 +157,8 @@ def draw(logits: np.ndarray, cfg: SamplingConfig, u: float, pitches: tuple[int, 
     return min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(cdf) - 1)
 
 
+# keys still sounding that hold at least this share of the likely pitches' probability may be
+# struck again (`Held`)
 HELD_YIELD = 0.5
 
 
