@@ -124,9 +124,9 @@ def weights(logits: np.ndarray, cfg: SamplingConfig, pitches: tuple[int, int] = 
     z = logits if cfg.temperature == 1.0 else logits / cfg.temperature
     w = np.exp(z - z.max())
     a, b = pitches
-    if b > a and (cfg.top_p < 1.0 or held is not None):
-        pp = w[a:b]
-        mass = pp.sum()
+    pp = w[a:b]
+    mass = pp.sum()  # 0 where every pitch is far below the likeliest token (at low temperatures)
+    if mass > 0 and (cfg.top_p < 1.0 or held is not None):
         kept = pp
         if cfg.top_p < 1.0:
             ranked = -np.sort(-pp)

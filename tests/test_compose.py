@@ -475,6 +475,10 @@ def test_nucleus_cuts_only_the_pitch_tail_and_keeps_the_pitch_mass():
     drawn = [draw(np.log(p), cfg, u, (0, 4)) for u in (0.0, 0.49, 0.51, 0.74, 0.76, 0.89, 0.91, 0.999)]
     assert drawn == [0, 0, 1, 1, 4, 4, 5, 5]
     assert draw(np.log(p), SamplingConfig(temperature=0), 0.9) == 0
+    # pitches far below the likeliest token (a low temperature) weigh nothing, and nothing is NaN
+    far = np.array([-500.0, -500.0, 0.0, 1.0], np.float32)
+    for held in (None, np.array([True, False])):
+        assert np.array_equal(probabilities(far, SamplingConfig(top_p=0.9), (0, 2), held) > 0, [0, 0, 1, 1])
 
 
 def test_held_keys_leave_the_likely_pitches_unless_they_hold_half_of_them():
