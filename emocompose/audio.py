@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emocompose.errors import InputError, LimitError, UsageError
+from emocompose.errors import InputError, LimitError, UsageError, check_share
 from emocompose.presets import REVERB
 from emocompose.presets import SAMPLE_RATE as RATE
 from emocompose.soundfont import DRUM_BANK, SoundFont, Zone
@@ -298,8 +298,7 @@ class AudioOut:
                  room: float = REVERB):  # fmt: skip
         from emocompose.outputs import Destination
 
-        if not 0 <= room <= 1:
-            raise UsageError(f"reverb must be in [0, 1], got {room}")
+        check_share("reverb", room)
         self.dest = Destination(out, many=many)
         self.renderer = Renderer(load_font(soundfont), rate)
         self.room = room

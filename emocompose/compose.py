@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, replace
 
 from emocompose import emotions, latents, rewrite, trajectory
-from emocompose.errors import InputError, UsageError
+from emocompose.errors import InputError, UsageError, check_share
 from emocompose.features import KEY_NAMES, parse_key
 from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, MODE_LAMBDA, REWRITE,
                                 SamplingConfig)
@@ -44,9 +44,7 @@ def check_candidates(candidates: int | None, paper: bool = False) -> int:
 
 
 def check_lambda(lam: float) -> float:
-    if not 0.0 <= lam <= 1.0:
-        raise UsageError(f"lambda must be in [0, 1], got {lam}")
-    return lam
+    return check_share("lambda", lam)
 
 
 def check_keep(keep: str) -> str:
@@ -134,11 +132,10 @@ class Composer:
             scored = []
             for j in range(i * n, (i + 1) * n):
                 mu_r, mu_k = self.trained.encode(grids[j])
-                score, start = 0.0, 0
-                for seg in segments:
-                    logq = self.trained.log_q(mu_r[start : start + seg.bars], mu_k[start : start + seg.bars])
-                    score += sum(abs(seg.levels[a]) * float(logq[a][int(seg.levels[a] >= 0)]) for a in range(2))
-                    start += seg.bars
+                score = 0.0
+                for seg, (a, b) in zip(segments, trajectory.spans(segments)):
+                    logq = self.trained.log_q(mu_r[a:b], mu_k[a:b])
+                    score += sum(abs(seg.levels[x]) * float(logq[x][int(seg.levels[x] >= 0)]) for x in range(2))
                 scored.append((score, j, (mu_r, mu_k)))
             _, best, mu = max(scored, key=lambda x: (x[0], -x[1]))  # ties: the first
             picks.append(best)
@@ -168,11 +165,10 @@ class Composer:
         segments = trajectory.plan(emotion, spec(arousal), spec(valence), bars, BARS)
         bars, label = sum(s.bars for s in segments), trajectory.label(segments)
         n = check_candidates(candidates, paper)
+        check_share("echo", echo)
         z_r, z_k, keys = latents.prior_latents(self.trained, segments, count * n, seed, latent_temperature,
                                                coherence, check_key(key, paper), paper, transition)  # fmt: skip
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
-        if not 0.0 <= echo <= 1.0:
-            raise UsageError(f"echo must be in [0, 1], got {echo}")
         rng, segment = np.random.default_rng(seed), np.repeat(np.arange(len(segments)), [s.bars for s in segments])
         plans = []
         for _ in range(count * n):

@@ -52,3 +52,10 @@ class ModelError(EmocomposeError):
 
 class OutputError(EmocomposeError):
     exit_code = EXIT_OUTPUT
+
+
+def check_share(what: str, x: float) -> float:
+    """`x`, a share or strength that must lie in [0, 1] (lambda, coherence, echo, reverb)."""
+    if not 0.0 <= x <= 1.0:
+        raise UsageError(f"{what} must be in [0, 1], got {x}")
+    return x

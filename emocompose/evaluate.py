@@ -207,20 +207,19 @@ class Evaluation:
         """Per trajectory, each segment's bars of every piece judged on their own: the share heard
         as the segment's emotion and per axis, beside what the same judge hears in whole pieces
         of one emotion (`control`)."""
-        from emocompose.trajectory import plan
+        from emocompose.trajectory import plan, spans
 
         cfg, report = self.cfg, {}
         for t, spec in enumerate(cfg.trajectories if cfg.trajectory_pieces else ()):
             segments = plan(spec, None, None, None, cfg.bars)
             res = self.c.generate(spec, count=cfg.trajectory_pieces, seed=cfg.seed + 100 + t, temperature=cfg.temperature,
                                   top_p=cfg.top_p, paper=cfg.paper, candidates=cfg.candidates)  # fmt: skip
-            rows, start = [], 0
-            for seg in segments:
-                parts = [r.grid.bar_slice(start, start + seg.bars) for r in res]
+            rows = []
+            for seg, (a, b) in zip(segments, spans(segments)):
+                parts = [r.grid.bar_slice(a, b) for r in res]
                 pred = (self.judge.prob_high(self.feats(parts)) >= 0.5).astype(np.int64)
                 truth = np.array([EMOTIONS[seg.emotion]] * len(parts))
                 rows.append({"emotion": seg.emotion, "bars": seg.bars, **judge.scores(truth, pred)})
-                start += seg.bars
             report[spec] = rows
             self._tick("trajectories", cfg.trajectory_pieces)
         return {"pieces": cfg.trajectory_pieces, "each": report}

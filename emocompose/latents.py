@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from emocompose.emotions import EMOTIONS, emotion_of, heard
-from emocompose.errors import ModelError, UsageError
+from emocompose.errors import ModelError, check_share
 from emocompose.features import KEY_NAMES, global_key, is_major, parallel_key, relative_key
 from emocompose.presets import COHERENCE, MODE_LAMBDA
 from emocompose.trajectory import TRANSITION, Segment, weights
@@ -55,8 +55,7 @@ def prior_latents(tm: TrainedModel, segments: list[Segment], count: int, seed: i
     around the component mean)."""
     import torch
 
-    if not 0.0 <= coherence <= 1.0:
-        raise UsageError(f"coherence must be in [0, 1], got {coherence}")
+    check_share("coherence", coherence)
     coherence = 0.0 if paper else coherence
     bars = sum(s.bars for s in segments)
     g = torch.Generator().manual_seed(seed)
@@ -196,8 +195,7 @@ def continued_latents(tm: TrainedModel, context: Grid, encoded, count: int, bars
     piece varies around its piece's (sqrt(1 - coherence) of the prior's spread)."""
     import torch
 
-    if not 0.0 <= coherence <= 1.0:
-        raise UsageError(f"coherence must be in [0, 1], got {coherence}")
+    check_share("coherence", coherence)
     mu_r, mu_k = encoded
     if target is None:
         q = tm.classify(mu_r, mu_k)

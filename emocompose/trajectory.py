@@ -130,6 +130,12 @@ def weights(segments: list[Segment], transition: int = TRANSITION) -> list[list[
     return rows
 
 
+def spans(segments: list[Segment]) -> list[tuple[int, int]]:
+    """Each segment's first bar and the bar after its last."""
+    ends = [sum(s.bars for s in segments[: k + 1]) for k in range(len(segments))]
+    return [(end - s.bars, end) for s, end in zip(segments, ends)]
+
+
 def bar_levels(segments: list[Segment]):
     """(bars, 2) numpy array: each bar's arousal and valence in {0, 1}, its segment's (in a glide,
     the segment it lies mostly in)."""
