@@ -220,9 +220,10 @@ class Composer:
         last = prompt.n_bars - 1
         plan = BarPlan([int(prompt.bar_positions[last])] * bars, [int(prompt.bar_tempo[last])] * bars, [PIANO])
         grids = self.trained.decode(z_r, z_k, [plan] * (count * n), SamplingConfig(temperature, top_p, seed),
-                                    self.trained.memory(context, *encoded))  # fmt: skip
+                                    self.trained.memory(context, *encoded), before=view)  # fmt: skip
         picks, qs = self.best_of(grids, [[Segment(bars, emotions.levels(name))]] * count, n)
-        return [Result(prompt.then(rewrite.continued_instruments(grids[j], prompt)), name, seed,
+        # the prompt's notes still sounding end where a new note strikes their key, as in the file
+        return [Result(prompt.then(rewrite.continued_instruments(grids[j], prompt)).playable(self.tok.config), name, seed,
                        {**info, "prompt_bars": prompt.n_bars, "context_bars": k, "new_bars": bars, "index": i,
                         "candidates": n, **({"q_new": q} if q else {})})
                 for i, (j, q) in enumerate(zip(picks, qs))]  # fmt: skip

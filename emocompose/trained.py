@@ -129,9 +129,9 @@ class TrainedModel:
         tracks = sorted(set(grid.track.tolist())) or None
         return BarPlan(grid.bar_positions[idx].tolist(), grid.bar_tempo[idx].tolist(), tracks)
 
-    def decode(self, z_r, z_k, plans, sampling: SamplingConfig, memory=None) -> list[Grid]:
+    def decode(self, z_r, z_k, plans, sampling: SamplingConfig, memory=None, before: Grid | None = None) -> list[Grid]:
         """One piece per row of z_r, z_k (count, bars, latent), each bar as its plan says, after
-        the decoder `memory` of what comes before (`memory`; None: nothing); every note
+        the decoder `memory` of the piece `before` them (`memory`; None: nothing); every note
         playable as written to MIDI (`Grid.playable`)."""
         import torch
 
@@ -142,7 +142,8 @@ class TrainedModel:
             mems, mem_lens = [m.expand(len(z_r), -1, -1) for m in mems], mem_lens.expand(len(z_r))
         with torch.no_grad():
             cond = self.model.condition(z_r, z_k)
-            bars = decode_bars(self.model, self.tok.vocab, cond, plans, sampling, mems, mem_lens, on_bar=self.on_bar)
+            bars = decode_bars(self.model, self.tok.vocab, cond, plans, sampling, mems, mem_lens, on_bar=self.on_bar,
+                               before=before)  # fmt: skip
         return [self.tok.decode(np.concatenate(b)).playable(self.tok.config) for b in bars]
 
 

@@ -17,6 +17,7 @@ from emocompose.compose import Composer, check_key
 from emocompose.emotions import EMOTIONS
 from emocompose.errors import EXIT_INPUT, EXIT_MODEL, EXIT_PARTIAL, EXIT_USAGE, ModelError, UsageError
 from emocompose.features import KEY_NAMES
+from emocompose.midi import PIANO
 from emocompose.sampling import AFTER_BAR, BarPlan, Grammar, SamplingConfig, decode_bars
 from emocompose.tokenizer import BAR, DURATION, PITCH, POSITION, TEMPO, VELOCITY
 from emocompose.trajectory import Segment
@@ -505,8 +506,8 @@ def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
     once), and it would strike them again at once if it could."""
     model, vocab = composer.trained.model, composer.tok.vocab
     steps = vocab.config.duration_array
-    keys = vocab.pitch0 + np.arange(128)
-    short = vocab.dur0 + np.flatnonzero(steps <= 4)  # the piano's lengths of up to a beat
+    keys = vocab.pitch0 + 128 * PIANO + np.arange(128)
+    short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)  # the piano's lengths of up to a beat
     logits = model.logits
 
     def loving(h, lo=0, hi=None):
@@ -529,6 +530,45 @@ def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
             assert (g.onsets[one][1:] >= (g.onsets + steps[g.dur])[one][:-1]).all(), (track, pitch)
             again += len(one) - 1
     assert again >= 8  # the loved keys come back once released
+
+
+def test_keys_still_sounding_at_the_end_of_what_comes_before_stay_held(composer, monkeypatch):
+    """Decoding after a piece (a continuation's prompt) waits for the release of the keys it
+    leaves sounding, as for its own: the same model that loves every key strikes those keys
+    early in the new bars when it is not told of them."""
+    from emocompose import sampling
+    from emocompose.grid import Grid
+
+    model, vocab = composer.trained.model, composer.tok.vocab
+    steps = vocab.config.duration_array
+    keys = vocab.pitch0 + 128 * PIANO + np.arange(128)
+    short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)
+    logits = model.logits
+
+    def loving(h, lo=0, hi=None):
+        out = logits(h, lo, hi)
+        for ids, value in ((keys, 50.0), (short, 100.0)):
+            inside = ids[(ids >= lo) & (ids < (hi or len(vocab)))]
+            out[:, inside - lo] = value
+        return out
+
+    monkeypatch.setattr(model, "logits", loving)
+    # held keys never yield here (a big chord can make them half of the likely keys: `Held`)
+    monkeypatch.setattr(sampling, "HELD_YIELD", 1.01)
+    long = len(steps) - 1  # the longest note: it sounds on through the next bars
+    held = np.arange(30, 102, 3)  # 24 keys: far under half of the piano's
+    n = len(held)
+    before = Grid(np.array([16]), np.array([0]), np.zeros(n, np.int64), np.zeros(n, np.int64),
+                  np.full(n, PIANO), held, np.full(n, 10), np.full(n, long))  # fmt: skip
+    release = int(steps[long]) - 16
+    cond = torch.randn(8, 3, model.config.d, generator=torch.Generator().manual_seed(0))
+    early = {}
+    for told in (before, None):
+        plans = [BarPlan([16] * 3, [-1] * 3) for _ in range(8)]
+        out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=1.0, top_p=1.0, seed=2), before=told)
+        grids = [composer.tok.decode(np.concatenate(seq)) for seq in out]
+        early[told is None] = sum(int(np.isin(g.pitch[g.onsets < release], held).sum()) for g in grids)
+    assert early[False] == 0 and early[True] >= 8, early
 
 
 def test_generated_pieces_are_what_their_files_hold(tiny_model):

@@ -101,3 +101,18 @@ def test_a_prompt_that_cannot_be_read_or_is_too_long_is_named(tiny_model, tmp_pa
     err = r.stderr.decode()
     assert r.returncode == 3 and "p.mid: 3 bars of prompt and 2 new ones" in err and "EMOCOMPOSE_MAX_OUTPUT_BARS" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.mid").exists()
+
+
+def test_a_continuation_is_what_its_file_holds_when_the_prompt_ends_on_sounding_keys(composer):
+    """A prompt cut while its notes still sound (most EMOPIA clips are) goes on sounding into
+    the new bars: those keys stay held while decoding, and the piece is what its MIDI file holds
+    (a new note on a key still sounding would leave the file two notes on one key at once)."""
+    tok = composer.tok
+    chord = [(p, 70, 10.0, 20.0) for p in range(36, 96, 2)]  # 30 keys sounding 8 beats past the end
+    prompt = tok.grid(tok.load("p.mid", data=midi_bytes([(0, False, scale(60, bars=3, beats=0.5)[:-4] + chord)])))
+    steps = tok.config.duration_array
+    assert (prompt.onsets + steps[prompt.dur] > prompt.bar_positions.sum()).sum() >= 20
+    for r in composer.continuation(prompt, bars=3, emotion="happy", count=4, seed=5):
+        back = tok.grid(tok.load("x.mid", data=tok.to_midi(r.grid)))
+        for k in ("bar", "pos", "track", "pitch", "vel", "dur"):
+            assert np.array_equal(getattr(back, k), getattr(r.grid, k)), k
