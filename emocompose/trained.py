@@ -47,9 +47,12 @@ class TrainedModel:
         from emocompose import checkpoint
 
         p = Path(path) if path else default_model_path()
+        from emocompose.model.layers import decoding_layout
+
         model, meta, vocab = checkpoint.load_model(p)
         model.requires_grad_(False)
         model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))).eval()
+        decoding_layout(model.dec)
         return cls(model, Tokenizer(vocab.config), meta, p)
 
     @property

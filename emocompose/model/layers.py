@@ -408,7 +408,17 @@ class _LayerWeights:
 
 
 def _rows_in(weight: torch.Tensor) -> torch.Tensor:
-    """A linear layer's (out, in) weight as a contiguous (in, out) matrix, for `x @ w`: one row
-    times a matrix stored this way streams it in order, measured 1.3-2x faster on a CPU than
-    F.linear's product with the transposed (out, in) weight."""
+    """A linear layer's (out, in) weight as a contiguous (in, out) matrix, for `x @ w`: a few rows
+    times a matrix stored this way decode faster on a CPU than F.linear's product with the (out,
+    in) weight (measured: a step at batch 8 13% faster; at batch 1 the same). No copy for weights
+    that `decoding_layout` has stored so."""
     return weight.detach().T.contiguous()
+
+
+def decoding_layout(stack: XLStack) -> None:
+    """Store the stack's output and feed-forward weights (in, out)-major, same values and shapes,
+    so that `StepWeights` reads them without a copy (9 MB for the shipped model; the query, key
+    and value weights are copied anyway, with the score scale folded in)."""
+    for layer in stack.layers:
+        for lin in (layer.attn.o, layer.ff[0], layer.ff[2]):
+            lin.weight.data = lin.weight.data.T.contiguous().T
