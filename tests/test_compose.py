@@ -499,15 +499,12 @@ def test_held_keys_leave_the_likely_pitches_unless_they_hold_half_of_them():
     assert np.allclose(out, [0.3, 0.45, 0, 0, 0.15, 0.1])
 
 
-def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
-    """A file holds one note per key at a time, so the decoder waits for a key's release before
-    striking it again (it used to, and the file cut the first note short). The model is made to
-    love the piano's keys all alike, played short (so that far fewer than half of them sound at
-    once), and it would strike them again at once if it could."""
-    model, vocab = composer.trained.model, composer.tok.vocab
+def _love_the_piano_played_short(model, vocab, monkeypatch) -> None:
+    """Make the model love every piano key alike, played short (up to a beat): it would strike
+    a key again at once if it could, and far fewer than half of the keys sound at once."""
     steps = vocab.config.duration_array
     keys = vocab.pitch0 + 128 * PIANO + np.arange(128)
-    short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)  # the piano's lengths of up to a beat
+    short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)
     logits = model.logits
 
     def loving(h, lo=0, hi=None):
@@ -518,6 +515,15 @@ def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
         return out
 
     monkeypatch.setattr(model, "logits", loving)
+
+
+def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
+    """A file holds one note per key at a time, so the decoder waits for a key's release before
+    striking it again (it used to, and the file cut the first note short), even from a model
+    that would strike every key again at once."""
+    model, vocab = composer.trained.model, composer.tok.vocab
+    steps = vocab.config.duration_array
+    _love_the_piano_played_short(model, vocab, monkeypatch)
     cond = torch.randn(4, 6, model.config.d, generator=torch.Generator().manual_seed(0))
     plans = [BarPlan([16, 16, 12, 16, 16, 16], [-1] * 6) for _ in range(4)]
     out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=1.0, top_p=1.0, seed=2))
@@ -541,18 +547,7 @@ def test_keys_still_sounding_at_the_end_of_what_comes_before_stay_held(composer,
 
     model, vocab = composer.trained.model, composer.tok.vocab
     steps = vocab.config.duration_array
-    keys = vocab.pitch0 + 128 * PIANO + np.arange(128)
-    short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)
-    logits = model.logits
-
-    def loving(h, lo=0, hi=None):
-        out = logits(h, lo, hi)
-        for ids, value in ((keys, 50.0), (short, 100.0)):
-            inside = ids[(ids >= lo) & (ids < (hi or len(vocab)))]
-            out[:, inside - lo] = value
-        return out
-
-    monkeypatch.setattr(model, "logits", loving)
+    _love_the_piano_played_short(model, vocab, monkeypatch)
     # held keys never yield here (a big chord can make them half of the likely keys: `Held`)
     monkeypatch.setattr(sampling, "HELD_YIELD", 1.01)
     long = len(steps) - 1  # the longest note: it sounds on through the next bars
