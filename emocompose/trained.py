@@ -45,10 +45,9 @@ class TrainedModel:
         import torch
 
         from emocompose import checkpoint
-
-        p = Path(path) if path else default_model_path()
         from emocompose.model.layers import decoding_layout
 
+        p = Path(path) if path else default_model_path()
         model, meta, vocab = checkpoint.load_model(p)
         model.requires_grad_(False)
         model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))).eval()
