@@ -8,7 +8,7 @@ import torch
 
 from emocompose.model.config import ModelConfig, preset
 from emocompose.model.gmvae import KEY_DECAY, CDGMVAE, LossConfig, Reduction
-from emocompose.model.layers import StepCache, XLStack, skew
+from emocompose.model.layers import StepCache, XLStack, decoding_layout, skew
 from emocompose.model.prior import MixturePrior
 
 torch.manual_seed(0)
@@ -78,8 +78,12 @@ def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
     assert torch.allclose(long, out, atol=1e-5)
 
 
-def test_step_cache_equals_full_recompute():
+@pytest.mark.parametrize("layout", [False, True])
+def test_step_cache_equals_full_recompute(layout):
+    """Also with the weights stored as a model loaded for use stores them (`decoding_layout`)."""
     st = _stack(True)
+    if layout:
+        decoding_layout(st)
     b, t, n, d = 3, 3, 7, 16
     x, cond = torch.randn(b, t, n, d), torch.randn(b, t, d)
     lens = torch.tensor([[7, 3, 5], [2, 7, 7], [4, 4, 1]])
