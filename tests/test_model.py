@@ -80,15 +80,17 @@ def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
 
 @pytest.mark.parametrize("layout", [False, True])
 def test_step_cache_equals_full_recompute(layout):
-    """Also with the weights stored as a model loaded for use stores them (`decoding_layout`)."""
+    """Also with the weights stored as a model loaded for use stores them (`decoding_layout`):
+    the same stack, computing the same."""
     st = _stack(True)
-    if layout:
-        decoding_layout(st)
     b, t, n, d = 3, 3, 7, 16
     x, cond = torch.randn(b, t, n, d), torch.randn(b, t, d)
     lens = torch.tensor([[7, 3, 5], [2, 7, 7], [4, 4, 1]])
     h, pk, _ = st(x, lens, cond=cond)
     full = pk.pad(h)
+    if layout:
+        decoding_layout(st)
+        assert torch.allclose(pk.pad(st(x, lens, cond=cond)[0]), full, atol=1e-6)
     mems, mem_lens = [torch.zeros(b, 1, d) for _ in st.layers], torch.zeros(b, dtype=torch.long)
     outs = []
     cache = StepCache(st, mems, mem_lens)
