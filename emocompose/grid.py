@@ -60,6 +60,10 @@ class Grid:
         """Each note's start in grid steps from the piece's start."""
         return self.bar_starts[self.bar] + self.pos
 
+    def ends(self, config: "TokenizerConfig") -> np.ndarray:
+        """Each note's end (its onset plus its length) in grid steps from the piece's start."""
+        return self.onsets + config.duration_array[self.dur]
+
     def playable(self, config: "TokenizerConfig") -> "Grid":
         """The notes as a MIDI file holds them, so that what is measured is what is written and
         heard: none sounds past the last bar line, a pitch struck again on its track ends the note

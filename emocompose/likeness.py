@@ -24,7 +24,7 @@ def melody_kept(source: Grid, out: Grid, config: TokenizerConfig) -> tuple[float
         return 1.0, 1.0
     m = pitched(out)
     on, pitch = out.onsets[m], out.pitch[m]
-    top = on_top(on, on + config.duration_array[out.dur[m]], pitch)
+    top = on_top(on, out.ends(config)[m], pitch)
     found = {}
     for s, p, t in zip(on.tolist(), pitch.tolist(), top.tolist()):
         found[(s, p)] = found.get((s, p), False) or t

@@ -61,7 +61,7 @@ def pitched(grid: Grid) -> np.ndarray:
 def find_melody(grid: Grid, config: TokenizerConfig) -> Melody:
     """The melody of `grid` (see the module's docstring); empty when it has no pitched notes."""
     on = grid.onsets
-    ends = on + config.duration_array[grid.dur]
+    ends = grid.ends(config)
     idx = np.flatnonzero(pitched(grid))
     top = on_top(on[idx], ends[idx], grid.pitch[idx])
     lines = []

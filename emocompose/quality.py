@@ -38,7 +38,7 @@ def sounding(grid: Grid, config: TokenizerConfig) -> np.ndarray:
     starts = grid.onsets[m]
     count = np.zeros(total + 1, np.int64)
     np.add.at(count, np.minimum(starts, total), 1)
-    np.add.at(count, np.minimum(starts + config.duration_array[grid.dur[m]], total), -1)
+    np.add.at(count, np.minimum(grid.ends(config)[m], total), -1)
     return np.cumsum(count)[:total]
 
 

@@ -182,7 +182,7 @@ class Held:
         self.pitch0, self.steps = vocab.pitch0, vocab.config.duration_array
         self.until = np.zeros((batch, 128 * len(TRACKS)), np.int64)  # the step where each key is released
         if before is not None:
-            end = before.onsets + self.steps[before.dur] - int(before.bar_positions.sum())
+            end = before.ends(vocab.config) - int(before.bar_positions.sum())
             np.maximum.at(self.until[0], (before.track * 128 + before.pitch)[end > 0], end[end > 0])
             self.until[1:] = self.until[0]
         self.start = np.zeros(batch, np.int64)  # each sequence's current bar's first step

@@ -118,9 +118,7 @@ def weights(segments: list[Segment], transition: int = TRANSITION) -> list[list[
     rows = []
     for k, s in enumerate(segments):
         rows += [[1.0 if j == k else 0.0 for j in range(len(segments))] for _ in range(s.bars)]
-    start = 0
-    for k in range(len(segments) - 1):
-        start += segments[k].bars  # the first bar of segment k + 1
+    for k, (_, start) in enumerate(spans(segments)[:-1]):  # start: the first bar of segment k + 1
         t = min(check_transition(transition), segments[k].bars, segments[k + 1].bars)
         for i in range(start - t // 2, start - t // 2 + t):
             w = (i - (start - t / 2) + 0.5) / t  # the next segment's share, rising through the glide
@@ -132,8 +130,11 @@ def weights(segments: list[Segment], transition: int = TRANSITION) -> list[list[
 
 def spans(segments: list[Segment]) -> list[tuple[int, int]]:
     """Each segment's first bar and the bar after its last."""
-    ends = [sum(s.bars for s in segments[: k + 1]) for k in range(len(segments))]
-    return [(end - s.bars, end) for s, end in zip(segments, ends)]
+    out, start = [], 0
+    for s in segments:
+        out.append((start, start + s.bars))
+        start += s.bars
+    return out
 
 
 def bar_levels(segments: list[Segment]):
