@@ -8,7 +8,9 @@
 # RESULTS/NAME.safetensors gets each variant's model at its best validation (fp16, about 14 MB:
 # four fit what a device call brings back), RESULTS/logs.tar.gz every log without the weights and
 # optimizer states, and each variant's validation table is printed last. Environment as for
-# train_on_gpu.sh (INIT, PRESET, BATCH, LR, WARMUP, DEVICE); THREADS (4) CPU threads per variant.
+# train_on_gpu.sh (INIT, PRESET, BATCH, LR, WARMUP, DEVICE); THREADS (4) CPU threads per variant;
+# KEEP=model brings back each variant's last model instead (for variants meant to trade token
+# loss for something else, such as a heavier KL weight, where the best token loss is the start).
 set -uo pipefail
 data=$1 results=$2 budget=$3; shift 3
 here=$(dirname "$0") logs=$(mktemp -d)
@@ -24,7 +26,8 @@ status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 for spec in "$@"; do
   name=${spec%%=*}
-  [ -e "$logs/$name/best.safetensors" ] && mv "$logs/$name/best.safetensors" "$results/$name.safetensors"
+  kept="$logs/$name/${KEEP:-best}.safetensors"
+  [ -e "$kept" ] && mv "$kept" "$results/$name.safetensors"
 done
 tar czf "$results/logs.tar.gz" --exclude='*.safetensors' -C "$logs" .
 for spec in "$@"; do
