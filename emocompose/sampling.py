@@ -207,7 +207,7 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
                 mems=None, mem_lens=None, on_bar=None, before: "Grid | None" = None) -> list[list[np.ndarray]]:  # fmt: skip
     """Decode bars for a batch: cond (B, T, d) from the latents, one plan per sequence, after
     the decoder memory `mems` of the piece `before` them, if any (its keys still sounding stay
-    held, see `Held`).
+    held, see `Held`). Each sequence begins its next bar as soon as its bar ends (`StepCache`).
 
     Returns, per sequence, the token ids of each bar (starting with its Bar token).
     `on_bar(done, total)` is called after each bar (for progress bars)."""
@@ -226,71 +226,85 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
     out: list[list[np.ndarray]] = [[] for _ in range(B)]
     held = Held(vocab, B, before)
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=StepWeights(model.dec, 2 * L + 8))
-    for t in range(T):
-        state, pos, track, length = [AFTER_BAR] * B, [-1] * B, [-1] * B, [1] * B
-        for i, p in enumerate(plans):
-            if p.hold:
-                p.hold.start_bar(t)
-            if p.echo:
-                p.echo.start_bar(t, out[i], p.positions)
-        seqs = np.full((B, L + 1), vocab.pad, np.int64)
-        seqs[:, 0] = [vocab.bar_token(p.positions[t]) for p in plans]
-        live = list(range(B))
-        tok = seqs[:, 0].copy()
-        c = cond[:, t]
-        while live:
-            h = cache.step(F.embedding(torch.from_numpy(tok).to(device), model.embed.weight), c)
-            # what each sequence may play next; the logits of the span of ids that covers them
-            # all (a Velocity or Duration is 32 of the 1,074 tokens: 2 of every 3 steps read
-            # a thirtieth of the output layer)
-            choices = {}
-            for i in live:
-                hold = plans[i].hold
-                if (state[i] == AFTER_BAR and plans[i].tempo[t] >= 0) or (hold and hold.forced() is not None):
-                    continue
-                room = hold.reserve(pos[i]) if hold else 0  # tokens kept for the melody still to come
-                choices[i] = grammar.allowed(state[i], pos[i], plans[i].positions[t], track[i], length[i] + room,
-                                             tracks[i])  # fmt: skip
-                if hold:
-                    choices[i] = hold.restrict(choices[i][0], pos[i], state[i])
-                elif plans[i].echo and plans[i].echo.active:
-                    choices[i] = plans[i].echo.restrict(choices[i][0], pos[i], seqs[i, : length[i]])
-            lo = min((ids[0] for ids, _, _ in choices.values()), default=0)
-            hi = max((ids[-1] for ids, _, _ in choices.values()), default=0) + 1
-            logits = model.logits(h, lo, hi).float().cpu().numpy()
-            u = rng.random(B)  # one number per sequence and step, used or not: the draws stay aligned
-            still = []
-            for i in live:
-                hold = plans[i].hold
-                if i in choices:
-                    ids, a, b = choices[i]
-                    keys = held.keys(i, ids, a, b, pos[i]) if state[i] in PLACES else None
-                    nxt = int(ids[draw(logits[i, ids - lo], cfg, u[i], (a, b), keys)])
-                elif hold and hold.forced() is not None:
-                    nxt = hold.forced()
-                else:  # a fixed tempo replaces the model's choice
-                    nxt = vocab.tempo0 + plans[i].tempo[t]
-                if hold:
-                    nxt = hold.settle(nxt, pos[i], state[i] in PLACES)
-                if grammar.end[nxt] or length[i] >= L:
+    # each sequence on its own bar: one that ends a bar begins its next at the next step
+    bar, state, pos, track, length = [0] * B, [AFTER_BAR] * B, [-1] * B, [-1] * B, [1] * B
+    seqs = np.full((B, L + 1), vocab.pad, np.int64)
+    tok = np.full(B, vocab.pad, np.int64)
+    c = cond[:, 0].clone()  # each sequence's current bar's conditioning
+
+    def begin(i: int) -> None:
+        t, p = bar[i], plans[i]
+        if p.hold:
+            p.hold.start_bar(t)
+        if p.echo:
+            p.echo.start_bar(t, out[i], p.positions)
+        state[i], pos[i], track[i], length[i] = AFTER_BAR, -1, -1, 1
+        seqs[i] = vocab.pad
+        seqs[i, 0] = tok[i] = vocab.bar_token(p.positions[t])
+        if t:
+            c[i] = cond[i, t]
+            cache.new_bar(i)
+
+    for i in range(B):
+        begin(i)
+    live, reported = list(range(B)), 0
+    while live:
+        h = cache.step(F.embedding(torch.from_numpy(tok).to(device), model.embed.weight), c)
+        # what each sequence may play next; the logits of the span of ids that covers them
+        # all (a Velocity or Duration is 32 of the 1,074 tokens: 2 of every 3 steps read
+        # a thirtieth of the output layer)
+        choices = {}
+        for i in live:
+            hold, t = plans[i].hold, bar[i]
+            if (state[i] == AFTER_BAR and plans[i].tempo[t] >= 0) or (hold and hold.forced() is not None):
+                continue
+            room = hold.reserve(pos[i]) if hold else 0  # tokens kept for the melody still to come
+            choices[i] = grammar.allowed(state[i], pos[i], plans[i].positions[t], track[i], length[i] + room,
+                                         tracks[i])  # fmt: skip
+            if hold:
+                choices[i] = hold.restrict(choices[i][0], pos[i], state[i])
+            elif plans[i].echo and plans[i].echo.active:
+                choices[i] = plans[i].echo.restrict(choices[i][0], pos[i], seqs[i, : length[i]])
+        lo = min((ids[0] for ids, _, _ in choices.values()), default=0)
+        hi = max((ids[-1] for ids, _, _ in choices.values()), default=0) + 1
+        logits = model.logits(h, lo, hi).float().cpu().numpy()
+        u = rng.random(B)  # one number per sequence and step, used or not: the draws stay aligned
+        still = []
+        for i in live:
+            hold = plans[i].hold
+            if i in choices:
+                ids, a, b = choices[i]
+                keys = held.keys(i, ids, a, b, pos[i]) if state[i] in PLACES else None
+                nxt = int(ids[draw(logits[i, ids - lo], cfg, u[i], (a, b), keys)])
+            elif hold and hold.forced() is not None:
+                nxt = hold.forced()
+            else:  # a fixed tempo replaces the model's choice
+                nxt = vocab.tempo0 + plans[i].tempo[bar[i]]
+            if hold:
+                nxt = hold.settle(nxt, pos[i], state[i] in PLACES)
+            if grammar.end[nxt] or length[i] >= L:  # the bar is over
+                out[i].append(seqs[i, : length[i]].copy())
+                held.start[i] += plans[i].positions[bar[i]]
+                bar[i] += 1
+                if bar[i] < T:
+                    begin(i)
+                    still.append(i)
+                else:
                     tok[i] = vocab.pad
-                    continue
-                kind = int(grammar.kind[nxt])
-                held.wrote(i, kind, int(grammar.value[nxt]), nxt, pos[i])
-                state[i] = grammar.next_state(kind, state[i])
-                if kind == POSITION:
-                    pos[i] = int(grammar.value[nxt])
-                elif kind == PITCH:
-                    track[i] = int(grammar.track[nxt])
-                seqs[i, length[i]] = tok[i] = nxt
-                length[i] += 1
-                still.append(i)
-            live = still
-        for i in range(B):
-            out[i].append(seqs[i, : length[i]].copy())
-            held.start[i] += plans[i].positions[t]
-        if t + 1 < T:
-            cache = cache.next_bar(torch.tensor(length, device=device))
-        if on_bar:
-            on_bar(t + 1, T)
+                    cache.done(i)
+                continue
+            kind = int(grammar.kind[nxt])
+            held.wrote(i, kind, int(grammar.value[nxt]), nxt, pos[i])
+            state[i] = grammar.next_state(kind, state[i])
+            if kind == POSITION:
+                pos[i] = int(grammar.value[nxt])
+            elif kind == PITCH:
+                track[i] = int(grammar.track[nxt])
+            seqs[i, length[i]] = tok[i] = nxt
+            length[i] += 1
+            still.append(i)
+        live = still
+        if on_bar and min(bar) > reported:  # bars every sequence has finished
+            reported = min(bar)
+            on_bar(reported, T)
     return out

@@ -78,28 +78,48 @@ def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
     assert torch.allclose(long, out, atol=1e-5)
 
 
-@pytest.mark.parametrize("layout", [False, True])
-def test_step_cache_equals_full_recompute(layout):
-    """Also with the weights stored as a model loaded for use stores them (`decoding_layout`):
-    the same stack, computing the same."""
+BARS_APART = [[7, 3, 5], [2, 7, 7], [4, 1, 1]]  # the last sequence done 10 tokens before the second
+SHORT_BARS = [[2, 1, 3, 2, 1, 2, 3, 1], [1, 1, 2, 1, 3, 3, 1, 2], [3, 3, 1, 2, 2, 1, 2, 1]]
+
+
+@pytest.mark.parametrize("layout,capacity,lens", [(False, 7, BARS_APART), (True, 7, BARS_APART), (False, 2, BARS_APART),
+                                                  (False, 7, SHORT_BARS)])  # fmt: skip
+def test_step_cache_equals_full_recompute(layout, capacity, lens):
+    """Each sequence begins its next bar as soon as its bar ends, so the sequences of a batch
+    are at different bars and places in them (one done early), as in `decode_bars`. Also with
+    the weights stored as a model loaded for use stores them (`decoding_layout`: the same stack,
+    computing the same); with too little room, so that the buffers grow (capacity 2); and with
+    short bars in ample room, so that the columns still read move far to the front."""
     st = _stack(True)
-    b, t, n, d = 3, 3, 7, 16
+    lens = torch.tensor(lens)
+    (b, t), n, d = lens.shape, int(lens.max()), 16
     x, cond = torch.randn(b, t, n, d), torch.randn(b, t, d)
-    lens = torch.tensor([[7, 3, 5], [2, 7, 7], [4, 4, 1]])
     h, pk, _ = st(x, lens, cond=cond)
     full = pk.pad(h)
     if layout:
         decoding_layout(st)
         assert torch.allclose(pk.pad(st(x, lens, cond=cond)[0]), full, atol=1e-6)
     mems, mem_lens = [torch.zeros(b, 1, d) for _ in st.layers], torch.zeros(b, dtype=torch.long)
-    outs = []
-    cache = StepCache(st, mems, mem_lens)
-    for tau in range(t):
-        if tau:
-            cache = cache.next_bar(lens[:, tau - 1])  # each piece's previous bar, as long as it was
-        outs.append(torch.stack([cache.step(x[:, tau, i], cond[:, tau]) for i in range(n)], 1))
+    cache = StepCache(st, mems, mem_lens, capacity=capacity)
+    # each sequence's tokens in order: (bar, place)
+    order = [[(tau, j) for tau in range(t) for j in range(int(lens[i, tau]))] for i in range(b)]
+    outs = torch.zeros(b, t, n, d)
+    for s in range(max(map(len, order))):
+        xs, cs = torch.zeros(b, d), torch.zeros(b, d)
+        for i in range(b):
+            if s < len(order[i]):
+                tau, j = order[i][s]
+                if j == 0 and tau:
+                    cache.new_bar(i)
+                xs[i], cs[i] = x[i, tau, j], cond[i, tau]
+            elif s == len(order[i]):
+                cache.done(i)
+        y = cache.step(xs, cs)
+        for i in range(b):
+            if s < len(order[i]):
+                outs[(i, *order[i][s])] = y[i]
     real = torch.arange(n) < lens[..., None]
-    assert torch.allclose(torch.stack(outs, 1)[real], full[real], atol=1e-5)
+    assert torch.allclose(outs[real], full[real], atol=1e-5)
 
 
 def test_alpha_one_is_the_plain_kl_term():
