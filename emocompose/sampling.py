@@ -224,6 +224,8 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
         mem_lens = torch.zeros(B, dtype=torch.long, device=device)
     tracks = [tuple(sorted(p.tracks)) if p.tracks is not None else ALL_TRACKS for p in plans]
     out: list[list[np.ndarray]] = [[] for _ in range(B)]
+    if T == 0:
+        return out
     held = Held(vocab, B, before)
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=StepWeights(model.dec, 2 * L + 8))
     # each sequence on its own bar: one that ends a bar begins its next at the next step

@@ -75,6 +75,12 @@ def test_decoding_follows_the_grammar_even_from_random_weights(composer):
             check_bar_grammar(bar, vocab, positions)
 
 
+def test_decoding_no_bars_gives_each_sequence_none(composer):
+    model = composer.trained.model
+    cond = torch.zeros(2, 0, model.config.d)
+    assert decode_bars(model, composer.tok.vocab, cond, [BarPlan([], []) for _ in range(2)], SamplingConfig()) == [[], []]
+
+
 def test_grammar_reserves_room_for_a_whole_note():
     from emocompose.sampling import AFTER_DURATION, AFTER_POSITION
     from emocompose.tokenizer import Vocab
