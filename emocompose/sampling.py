@@ -251,7 +251,11 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
         begin(i)
     live, reported = list(range(B)), 0
     while live:
-        h = cache.step(F.embedding(torch.from_numpy(tok).to(device), model.embed.weight), c)
+        rows = cache.seqs  # the sequences the cache still computes, in its order
+        if len(rows) == B:
+            h = cache.step(F.embedding(torch.from_numpy(tok).to(device), model.embed.weight), c)
+        else:
+            h = cache.step(F.embedding(torch.from_numpy(tok[rows]).to(device), model.embed.weight), c[rows])
         # what each sequence may play next; the logits of the span of ids that covers them
         # all (a Velocity or Duration is 32 of the 1,074 tokens: 2 of every 3 steps read
         # a thirtieth of the output layer)
@@ -270,6 +274,7 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
         lo = min((ids[0] for ids, _, _ in choices.values()), default=0)
         hi = max((ids[-1] for ids, _, _ in choices.values()), default=0) + 1
         logits = model.logits(h, lo, hi).float().cpu().numpy()
+        at = cache.row  # each sequence's row of h (rows may leave during the loop below: `done`)
         u = rng.random(B)  # one number per sequence and step, used or not: the draws stay aligned
         still = []
         for i in live:
@@ -277,7 +282,7 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
             if i in choices:
                 ids, a, b = choices[i]
                 keys = held.keys(i, ids, a, b, pos[i]) if state[i] in PLACES else None
-                nxt = int(ids[draw(logits[i, ids - lo], cfg, u[i], (a, b), keys)])
+                nxt = int(ids[draw(logits[at[i], ids - lo], cfg, u[i], (a, b), keys)])
             elif hold and hold.forced() is not None:
                 nxt = hold.forced()
             else:  # a fixed tempo replaces the model's choice
