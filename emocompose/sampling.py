@@ -252,10 +252,8 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
     live, reported = list(range(B)), 0
     while live:
         rows = cache.seqs  # the sequences the cache still computes, in its order
-        if len(rows) == B:
-            h = cache.step(F.embedding(torch.from_numpy(tok).to(device), model.embed.weight), c)
-        else:
-            h = cache.step(F.embedding(torch.from_numpy(tok[rows]).to(device), model.embed.weight), c[rows])
+        now, c_now = (tok, c) if len(rows) == B else (tok[rows], c[rows])
+        h = cache.step(F.embedding(torch.from_numpy(now).to(device), model.embed.weight), c_now)
         # what each sequence may play next; the logits of the span of ids that covers them
         # all (a Velocity or Duration is 32 of the 1,074 tokens: 2 of every 3 steps read
         # a thirtieth of the output layer)
