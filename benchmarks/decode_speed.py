@@ -4,6 +4,9 @@ re-runs the decoder over the bar so far for every token, in one run, at batch 1 
     python benchmarks/decode_speed.py [--model PATH] [--preset small] [--bars 8] [--repeat 5]
 
 Both decode with temperature 0 and the same grammar, so they must write the same tokens (checked).
+At batch 1 on an x86 CPU the cached decoding reads int8 weights (`hardware.int8_decoding`), whose
+greedy tokens may part from float32's at a near tie: there a third row, `float`, decodes with
+float32 weights, and it is the one that must match the naive decoder.
 Without --model, a randomly initialised model of the preset is used (speed does not depend on
 the weights; the number of tokens per bar does, so each line prints it). Peak memory is each
 configuration's maximum resident set, measured in a fresh process.
@@ -76,6 +79,10 @@ def one(mode: str, batch: int, args) -> dict:
     from emocompose.sampling import BarPlan, SamplingConfig, decode_bars
     from emocompose.tokenizer import Vocab
 
+    if mode == "float":
+        import emocompose.hardware
+
+        emocompose.hardware.int8_decoding = lambda batch, device: False
     torch.manual_seed(0)
     if args.model:
         c = Composer.load(args.model)
@@ -89,10 +96,10 @@ def one(mode: str, batch: int, args) -> dict:
     dt = float("inf")
     # the cached decoding is short enough for a shared machine's moments to move it: best of
     # --repeat (the naive one runs once: it takes 10-20x as long)
-    for _ in range(args.repeat if mode == "cached" else 1):
+    for _ in range(1 if mode == "naive" else args.repeat):
         t0 = time.perf_counter()
         with torch.no_grad():
-            if mode == "cached":
+            if mode in ("cached", "float"):
                 out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=0.0))
             else:
                 out = naive_decode(model, vocab, cond, plans)
@@ -118,7 +125,8 @@ def main() -> None:
     extra = ["--preset", args.preset, "--bars", str(args.bars), "--repeat", str(args.repeat)]
     extra += ["--model", args.model] if args.model else []
     for batch in (1, 8):
-        for mode in ("cached", "naive"):
+        modes = ("cached", "float", "naive") if batch == 1 else ("cached", "naive")
+        for mode in modes:
             r = subprocess.run([sys.executable, __file__, "--one", mode, str(batch), *extra], capture_output=True, text=True)
             if r.returncode:
                 raise SystemExit(r.stderr)
@@ -126,9 +134,9 @@ def main() -> None:
             x = rows[mode, batch]
             print(f"{mode:6s} batch {batch}: {x['tokens']:5d} tokens in {x['seconds']:6.2f} s = {x['tokens_per_s']:7.1f} "
                   f"tokens/s, peak {x['peak_mb']:.0f} MB")  # fmt: skip
-        same = rows["cached", batch]["ids"] == rows["naive", batch]["ids"]
+        same = {m: rows[m, batch]["ids"] == rows["naive", batch]["ids"] for m in modes[:-1]}
         print(f"ratio at batch {batch}: cache {rows['cached', batch]['tokens_per_s'] / rows['naive', batch]['tokens_per_s']:.1f}x "
-              f"as fast; same tokens: {same}")  # fmt: skip
+              f"as fast; same tokens as naive: {', '.join(f'{m} {v}' for m, v in same.items())}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -251,10 +251,8 @@ class Composer:
                          candidates: int | None = None, keep: str = "melody") -> list[list[Result]]:  # fmt: skip
         """Several pieces, each with its (emotion, lambda) targets and its emotion if known (else
         None): each piece encoded once, `candidates` decodings of each target (the same latents,
-        other token draws; see `best_of`), and the pieces of one length decoded as one batch.
+        other token draws; see `best_of`), all decoded as one batch.
         `paper` is the paper's operation alone: it keeps nothing but the latents."""
-        import torch
-
         from emocompose.hold import MelodyHold, check_room
         from emocompose.melody import piano_view
 
@@ -284,24 +282,22 @@ class Composer:
                 tempo = grid.bar_tempo if paper else rewrite.tempo_bins(grid, config, target, heard, lam)
                 rows.append((z, info, mel, tempo, budget))
             prepared.append((grid, view, targets, rows, n))
+        # every candidate of every target of every piece as one batch, whatever their lengths
+        batch = [(k, r) for k, p in enumerate(prepared) for r in p[3] for _ in range(p[4])]
+        plans = []
+        for k, (_, info, mel, tempo, budget) in batch:
+            view = prepared[k][1]
+            # below half way the source's rhythm and harmony are held too, from there on the model's
+            held = view if info["lambda"] < MODE_LAMBDA else None
+            plan = self.trained.plan(replace(view, bar_tempo=tempo), view.n_bars)
+            if mel is not None:
+                plan.hold = MelodyHold(self.tok.vocab, mel, view.bar_starts, held, budget=budget)
+            plans.append(plan)
+        grids = self.trained.decode([r[0][0] for _, r in batch], [r[0][1] for _, r in batch], plans,
+                                    SamplingConfig(temperature, top_p, seed))  # fmt: skip
         decoded: list[list[Grid]] = [[] for _ in prepared]
-        by_length: dict[int, list[int]] = {}
-        for k, (grid, *_) in enumerate(prepared):
-            by_length.setdefault(grid.n_bars, []).append(k)
-        for ks in by_length.values():
-            batch = [(k, r) for k in ks for r in prepared[k][3] for _ in range(prepared[k][4])]
-            plans = []
-            for k, (_, info, mel, tempo, budget) in batch:
-                view = prepared[k][1]
-                # below half way the source's rhythm and harmony are held too, from there on the model's
-                held = view if info["lambda"] < MODE_LAMBDA else None
-                plan = self.trained.plan(replace(view, bar_tempo=tempo), view.n_bars)
-                if mel is not None:
-                    plan.hold = MelodyHold(self.tok.vocab, mel, view.bar_starts, held, budget=budget)
-                plans.append(plan)
-            z_r, z_k = torch.stack([r[0][0] for _, r in batch]), torch.stack([r[0][1] for _, r in batch])
-            for (k, r), g in zip(batch, self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))):
-                decoded[k].append(g)
+        for (k, _), g in zip(batch, grids):
+            decoded[k].append(g)
         results = []
         for (grid, _, targets, rows, n), outs in zip(prepared, decoded):
             # the target's levels, weighted by lambda: at lambda 0 every candidate is as good
@@ -326,9 +322,14 @@ class Composer:
     def swap_many(self, a: Grid, b: Grid, features: list[str], *, seed: int = 0,
                   temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p,
                   keep: str = "melody") -> list[Result]:  # fmt: skip
-        """`swap` for several features of one pair: each piece encoded once, one batch decoded."""
-        import torch
+        """`swap` for several features of one pair: see `swap_pairs`."""
+        return self.swap_pairs([(a, b)], features, seed=seed, temperature=temperature, top_p=top_p, keep=keep)[0]
 
+    def swap_pairs(self, pairs: list[tuple[Grid, Grid]], features: list[str], *, seed: int = 0,
+                   temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p,
+                   keep: str = "melody") -> list[list[Result]]:  # fmt: skip
+        """`swap` for several features of several pairs (A, B): each piece encoded once, every
+        output decoded as one batch, whatever the pieces' lengths. Per pair, a result per feature."""
         from emocompose.features import KEY_NAMES, global_key
         from emocompose.hold import MelodyHold, check_room
         from emocompose.melody import piano_view
@@ -336,25 +337,29 @@ class Composer:
         for feature in features:
             check_feature(feature)
         check_keep(keep)
-        va, vb = piano_view(a), piano_view(b)
-        for name, v in (("A", va), ("B", vb)):
-            if not v.n_notes:
-                raise InputError(f"piece {name} has no pitched notes")
-        ea, eb = self.trained.encode(va), self.trained.encode(vb)
-        zs = [latents.swapped_latents(ea, eb, feature) for feature in features]
-        z_r, z_k = torch.stack([z[0] for z in zs]), torch.stack([z[1] for z in zs])
-        key_b, plans, mels = global_key(b, self.tok.config), [], []
-        for feature in features:
-            plan = self.trained.plan(va, va.n_bars)
-            mel = None
-            if feature == "key" and keep == "melody":
-                mel = rewrite.melody_in_key(a, self.tok.config, key_b)
-                check_room(mel, va.n_bars, self.tok.config.max_bar_tokens)
-                plan.hold = MelodyHold(self.tok.vocab, mel, va.bar_starts, va, harmony=False)
-            plans.append(plan)
-            mels.append(mel)
+        z_r, z_k, plans, jobs = [], [], [], []  # jobs: per output, its pair's A, its feature, the melody held, B's key
+        for a, b in pairs:
+            va, vb = piano_view(a), piano_view(b)
+            for name, v in (("A", va), ("B", vb)):
+                if not v.n_notes:
+                    raise InputError(f"piece {name} has no pitched notes")
+            ea, eb = self.trained.encode(va), self.trained.encode(vb)
+            key_b = global_key(b, self.tok.config)
+            for feature in features:
+                zr, zk = latents.swapped_latents(ea, eb, feature)
+                plan = self.trained.plan(va, va.n_bars)
+                mel = None
+                if feature == "key" and keep == "melody":
+                    mel = rewrite.melody_in_key(a, self.tok.config, key_b)
+                    check_room(mel, va.n_bars, self.tok.config.max_bar_tokens)
+                    plan.hold = MelodyHold(self.tok.vocab, mel, va.bar_starts, va, harmony=False)
+                z_r.append(zr)
+                z_k.append(zk)
+                plans.append(plan)
+                jobs.append((a, b, feature, mel, key_b))
         outs = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
-        return [Result(rewrite.restore_instruments(o, a, m), f, seed,
-                       {"feature": f, "bars_a": a.n_bars, "bars_b": b.n_bars, "keep": keep,
-                        **({"key": KEY_NAMES[key_b]} if f == "key" else {})})
-                for o, f, m in zip(outs, features, mels)]  # fmt: skip
+        results = [Result(rewrite.restore_instruments(o, a, mel), f, seed,
+                          {"feature": f, "bars_a": a.n_bars, "bars_b": b.n_bars, "keep": keep,
+                           **({"key": KEY_NAMES[key_b]} if f == "key" else {})})
+                   for o, (a, b, f, mel, key_b) in zip(outs, jobs)]  # fmt: skip
+        return [results[k : k + len(features)] for k in range(0, len(results), len(features))]

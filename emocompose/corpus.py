@@ -35,24 +35,26 @@ def path(name: str) -> Path:
     return Path(importlib.util.find_spec("music21").origin).parent / "corpus" / name
 
 
-def transform_kept(composer, count: int = len(SCORES), bars: int = 32, seed: int = 0, on_score=None) -> dict:
+def transform_kept(composer, count: int = len(SCORES), bars: int = 32, seed: int = 0, on_done=None) -> dict:
     """Per way, lambda and score, what the rewrite kept (see the module's docstring), and each
-    way's means over the scores. `on_score(name)` is called after each score."""
+    way's means over the scores. `on_done(n)` is called as each way's n rewrites are done."""
     from emocompose.emotions import heard, opposite
     from emocompose.likeness import likeness
     from emocompose.melody import piano_view, pitched
 
     c = composer
-    rows = {way: {lam: [] for lam in LAMBDAS} for way in WAYS}
+    scores = []  # per score: its name, its first bars, its pitched track classes, the emotion it goes to
     for name in SCORES[:count]:
         g = c.tok.grid(c.tok.load(str(path(name))))
         g = g.bar_slice(0, bars) if bars else g
-        tracks = set(g.track[pitched(g)].tolist())
         q = c.trained.classify(*c.trained.encode(piano_view(g)))
-        to = opposite(heard(q))
-        for way in WAYS:
-            outs = c.transform_many(g, [(to, lam) for lam in LAMBDAS], seed=seed, keep=way)
-            for lam, r in zip(LAMBDAS, outs):
+        scores.append((name, g, set(g.track[pitched(g)].tolist()), opposite(heard(q))))
+    rows = {way: {lam: [] for lam in LAMBDAS} for way in WAYS}
+    for way in WAYS:  # every score's rewrites of one way as one batch
+        outs = c.transform_pieces([(g, [(to, lam) for lam in LAMBDAS], None) for _, g, _, to in scores],
+                                  seed=seed, keep=way)  # fmt: skip
+        for (name, g, tracks, to), results in zip(scores, outs):
+            for lam, r in zip(LAMBDAS, results):
                 alike = likeness(g, r.grid, c.tok.config)
                 rows[way][lam].append({
                     "score": name, "to": to, "notes_ratio": round(r.grid.n_notes / max(g.n_notes, 1), 4),
@@ -60,8 +62,8 @@ def transform_kept(composer, count: int = len(SCORES), bars: int = 32, seed: int
                     "tracks_kept": round(len(tracks & set(r.grid.track.tolist())) / max(len(tracks), 1), 4),
                     "warning": r.info["warning"],
                 })  # fmt: skip
-        if on_score:
-            on_score(name)
+        if on_done:
+            on_done(len(scores) * len(LAMBDAS))
     means = {way: {f"{lam:g}": {k: round(float(np.mean([x[k] for x in rs])), 4) if rs else None
                                 for k in ("notes_ratio", "melody_kept", "melody_on_top", "tracks_kept")}
                    | {"warnings": sum(bool(x["warning"]) for x in rs)} for lam, rs in by.items()}

@@ -107,6 +107,16 @@ def resolve_precision(precision: str, device, ddp: bool) -> str:
     return precision
 
 
+def int8_decoding(batch: int, device) -> bool:
+    """Whether decoding reads its weights as int8 (`model.layers.Product`): for one piece at a
+    time on an x86 CPU, where reading the weights is most of a token's time and torch's int8
+    product is vectorised (AVX2, AVX-512). Chosen by what the CPU is, not by timing, so that the
+    same seed gives the same bytes run after run on one machine."""
+    import torch
+
+    return device.type == "cpu" and batch == 1 and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
 THREADS_ENV = "EMOCOMPOSE_THREADS"
 
 

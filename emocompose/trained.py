@@ -132,13 +132,16 @@ class TrainedModel:
         return BarPlan(grid.bar_positions[idx].tolist(), grid.bar_tempo[idx].tolist(), tracks)
 
     def decode(self, z_r, z_k, plans, sampling: SamplingConfig, memory=None, before: Grid | None = None) -> list[Grid]:
-        """One piece per row of z_r, z_k (count, bars, latent), each bar as its plan says, after
-        the decoder `memory` of the piece `before` them (`memory`; None: nothing); every note
-        playable as written to MIDI (`Grid.playable`)."""
+        """One piece per row of z_r, z_k (count, bars, latent), or per item of lists of (bars,
+        latent) latents of pieces of any lengths (decoded as one batch), each bar as its plan
+        says, after the decoder `memory` of the piece `before` them (`memory`; None: nothing);
+        every note playable as written to MIDI (`Grid.playable`)."""
         import torch
 
         from emocompose.sampling import decode_bars
 
+        if isinstance(z_r, (list, tuple)):  # rows past a piece's end are never read
+            z_r, z_k = (torch.nn.utils.rnn.pad_sequence(list(z), batch_first=True) for z in (z_r, z_k))
         mems, mem_lens = memory or (None, None)
         if mems is not None:  # one context for every piece of the batch
             mems, mem_lens = [m.expand(len(z_r), -1, -1) for m in mems], mem_lens.expand(len(z_r))

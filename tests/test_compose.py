@@ -81,6 +81,25 @@ def test_decoding_no_bars_gives_each_sequence_none(composer):
     assert decode_bars(model, composer.tok.vocab, cond, [BarPlan([], []) for _ in range(2)], SamplingConfig()) == [[], []]
 
 
+def test_pieces_of_different_lengths_decode_together_as_each_alone(composer, monkeypatch):
+    """A batch may hold pieces of any lengths (`transform_pieces`, `swap_pairs`): each gets
+    exactly its plan's bars, and greedy decoding gives each the tokens it gets alone (with float
+    products both ways: int8 ones are for one piece at a time, `hardware.int8_decoding`)."""
+    from emocompose import hardware
+
+    monkeypatch.setattr(hardware, "int8_decoding", lambda batch, device: False)
+    model, vocab = composer.trained.model, composer.tok.vocab
+    torch.manual_seed(5)
+    cond = torch.randn(3, 4, model.config.d)
+    plans = [BarPlan([16] * n, [-1] * n) for n in (4, 1, 3)]
+    greedy = SamplingConfig(temperature=0.0)
+    together = decode_bars(model, vocab, cond, plans, greedy)
+    assert [len(seq) for seq in together] == [4, 1, 3]
+    for i, plan in enumerate(plans):
+        alone = decode_bars(model, vocab, cond[i : i + 1, : len(plan.positions)], [plan], greedy)[0]
+        assert [b.tolist() for b in alone] == [b.tolist() for b in together[i]]
+
+
 def test_grammar_reserves_room_for_a_whole_note():
     from emocompose.sampling import AFTER_DURATION, AFTER_POSITION
     from emocompose.tokenizer import Vocab
@@ -583,8 +602,8 @@ def test_generated_pieces_are_what_their_files_hold(tiny_model):
 
 
 def test_pieces_transformed_together_come_back_to_their_own_piece(composer):
-    """transform_pieces batches pieces of one length: each gets its own outputs (a bass-only
-    piece's come back bass-only), and a piece alone at its length decodes as it would alone."""
+    """transform_pieces decodes pieces of any lengths as one batch: each gets its own outputs, as
+    long as it is (a bass-only piece's come back bass-only)."""
     song = composer.tok.grid(composer.tok.load("s.mid", data=SONG))  # piano and bass, 3 bars
     bass = composer.tok.grid(composer.tok.load("b.mid", data=midi_bytes([(33, False, scale(36, bars=3))])))
     longer = composer.tok.grid(composer.tok.load("l.mid", data=midi_bytes([(0, False, scale(60, bars=5))])))
@@ -593,8 +612,14 @@ def test_pieces_transformed_together_come_back_to_their_own_piece(composer):
     assert [[r.grid.n_bars for r in rs] for rs in together] == [[3, 3], [3, 3], [5, 5]]
     assert all(set(r.grid.track.tolist()) <= set(bass.track.tolist()) for r in together[1])
     assert [r.info["source_emotion"] for r in together[1]] == ["happy", "happy"]
-    alone = composer.transform_many(longer, jobs, seed=4)
-    assert [composer.tok.to_midi(r.grid) for r in together[2]] == [composer.tok.to_midi(r.grid) for r in alone]
+
+
+def test_pairs_swapped_together_each_keep_their_a(composer):
+    song = composer.tok.grid(composer.tok.load("s.mid", data=SONG))  # piano and bass, 3 bars
+    longer = composer.tok.grid(composer.tok.load("l.mid", data=midi_bytes([(0, False, scale(60, bars=5))])))
+    out = composer.swap_pairs([(song, longer), (longer, song)], ["rhythm", "key"], seed=2)
+    assert [[(r.grid.n_bars, r.info["feature"], r.info["bars_b"]) for r in rs] for rs in out] == [
+        [(3, "rhythm", 5), (3, "key", 5)], [(5, "rhythm", 3), (5, "key", 3)]]
 
 
 def test_decoding_threads_one_for_a_piece_and_a_bad_setting_is_a_usage_error(monkeypatch):

@@ -138,10 +138,10 @@ class Echo:
 
         return [[Result(grid, to, 0, {}) for to, _ in jobs] for grid, jobs, _ in pieces]
 
-    def swap_many(self, a, b, features, **kw):
+    def swap_pairs(self, pairs, features, **kw):
         from emocompose.compose import Result
 
-        return [Result(b.bar_slice(0, a.n_bars) if f == "rhythm" else a, f, 0, {}) for f in features]
+        return [[Result(b.bar_slice(0, a.n_bars) if f == "rhythm" else a, f, 0, {}) for f in features] for a, b in pairs]
 
 
 def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tiny_model, tiny_dataset, tmp_path):

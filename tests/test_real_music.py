@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from emocompose.features import KEY_NAMES, global_key
 from emocompose.tokenizer import Tokenizer
 
 TOK = Tokenizer()
@@ -69,10 +68,13 @@ def test_transform_and_swap_rewrite_real_scores_bar_for_bar(tmp_path):
     out = TOK.grid(TOK.load(tmp_path / "swapped.mid"))
     assert out.n_bars == src.n_bars and out.n_notes > 0
     # the chorale's tune carried into the quartet's key (F# minor -> D major): the piece lies in
-    # D major's scale (0.97 of its notes; the quartet's own 0.94), heard as it or its relative minor
+    # D major's scale (0.97-0.98 of its notes in six draws; the quartet's own 0.94), and the G#
+    # of the chorale (14 of its notes) became G. Which key a key finder names is not asserted:
+    # one draw in six, with float or int8 decoding alike, it named G major, a note away.
     assert json.loads(r.stdout)["key"] == "D major"
-    assert KEY_NAMES[global_key(out, TOK.config)] in ("D major", "B minor")
-    assert np.mean([p % 12 in (2, 4, 6, 7, 9, 11, 1) for p in out.pitch.tolist()]) >= 0.9
+    pc = out.pitch % 12
+    assert np.isin(pc, (2, 4, 6, 7, 9, 11, 1)).mean() >= 0.9
+    assert (pc == 7).sum() > 0 and (pc == 8).sum() == 0
 
 
 @pytest.mark.parametrize("name", ["mozart/k155/movement1.mxl", "beethoven/opus18no1/movement2.krn"])
