@@ -258,16 +258,14 @@ class Composer:
 
         keep = "none" if paper else check_keep(keep)
         config = self.tok.config
-        checked = []  # per piece: its grid, targets, source emotion and piano view
+        prepared = []  # per piece: its grid, the piano view, per target: latents, info, melody, tempo
         for grid, targets, source in pieces:
             targets = [(check_target(to, grid.n_bars), check_lambda(lam)) for to, lam in targets]
             src = emotions.EMOTIONS[emotions.parse_emotion(source)] if source else None
             view = piano_view(grid)
             if not view.n_notes:
                 raise InputError("no pitched notes to rewrite")
-            checked.append((grid, targets, src, view))
-        prepared = []  # per piece: its grid, the piano view, per target: latents, info, melody, tempo
-        for (grid, targets, src, view), encoded in zip(checked, self.trained.encode_many([c[3] for c in checked])):
+            encoded = self.trained.encode(view)
             n = check_candidates(candidates, paper) if any(lam > 0 for _, lam in targets) else 1
             rows = []
             for segments, lam in targets:
@@ -339,14 +337,13 @@ class Composer:
         for feature in features:
             check_feature(feature)
         check_keep(keep)
-        views = [(piano_view(a), piano_view(b)) for a, b in pairs]
-        for va, vb in views:
+        z_r, z_k, plans, jobs = [], [], [], []  # jobs: per output, its pair's A, its feature, the melody held, B's key
+        for a, b in pairs:
+            va, vb = piano_view(a), piano_view(b)
             for name, v in (("A", va), ("B", vb)):
                 if not v.n_notes:
                     raise InputError(f"piece {name} has no pitched notes")
-        encoded = self.trained.encode_many([v for pair in views for v in pair])
-        z_r, z_k, plans, jobs = [], [], [], []  # jobs: per output, its pair's A, its feature, the melody held, B's key
-        for (a, b), (va, _), ea, eb in zip(pairs, views, encoded[::2], encoded[1::2]):
+            ea, eb = self.trained.encode(va), self.trained.encode(vb)
             key_b = global_key(b, self.tok.config)
             for feature in features:
                 zr, zk = latents.swapped_latents(ea, eb, feature)

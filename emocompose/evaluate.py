@@ -365,8 +365,9 @@ class Evaluation:
         held = np.flatnonzero(r.splits != "train")
         held = held[np.random.default_rng(cfg.seed).permutation(len(held))[: cfg.probe_pieces]]
         zr, zk, keys, onsets, piece, means, q_ok = [], [], [], [], [], [], []
-        for n, (i, (mu_r, mu_k)) in enumerate(zip(held, self.c.trained.encode_many([r.grids[i] for i in held]))):
+        for n, i in enumerate(held):
             g = r.grids[i]
+            mu_r, mu_k = self.c.trained.encode(g)
             q = self.c.trained.classify(mu_r, mu_k)
             q_ok.append([int(q["arousal"][1] >= 0.5) == r.labels[i, 0], int(q["valence"][1] >= 0.5) == r.labels[i, 1]])
             zr.append(mu_r.cpu().numpy())

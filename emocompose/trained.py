@@ -66,29 +66,17 @@ class TrainedModel:
     def encode(self, grid: Grid, window: int = 16):
         """Per-bar posterior means (T, latent) of z_r and z_k; pieces of any length are read in
         windows of `window` bars, the encoders' memory carried across windows."""
-        return self.encode_many([grid], window)[0]
-
-    def encode_many(self, grids: list[Grid], window: int = 16, batch: int = 32) -> list:
-        """`encode` for several pieces of any lengths, `batch` of them side by side (a piece that
-        ends early leaves its bars empty; one at a time, 200 clips took 24 s of `evaluate`)."""
-        out = []
-        for s in range(0, len(grids), batch):
-            out += self._encode_batch(grids[s : s + batch], window)
-        return out
-
-    def _encode_batch(self, grids: list[Grid], window: int) -> list:
         import torch
 
-        mu_r, mu_k = [[] for _ in grids], [[] for _ in grids]
+        mu_r, mu_k = [], []
         mems = mem_lens = None
         with torch.no_grad():
-            for chunks, tokens, lens in self._windows(grids, window):
+            for tokens, lens in self._windows(grid, window):
                 (mr, _, mk, _), new = self.model.encode(tokens, lens, mems, mem_lens)
                 mems, mem_lens = [m for m, _ in new], new[0][1]
-                for i, c in enumerate(chunks):
-                    mu_r[i].append(mr[i, : len(c)])
-                    mu_k[i].append(mk[i, : len(c)])
-        return [(torch.cat(r), torch.cat(k)) for r, k in zip(mu_r, mu_k)]
+                mu_r.append(mr[0])
+                mu_k.append(mk[0])
+        return torch.cat(mu_r), torch.cat(mu_k)
 
     def memory(self, grid: Grid, mu_r, mu_k, window: int = 16):
         """The decoder's memory after reading `grid` on its own tokens, conditioned on its
@@ -97,32 +85,25 @@ class TrainedModel:
 
         mems = mem_lens = None
         with torch.no_grad():
-            for s, (_, tokens, lens) in zip(range(0, grid.n_bars, window), self._windows([grid], window)):
+            for s, (tokens, lens) in zip(range(0, grid.n_bars, window), self._windows(grid, window)):
                 z_r, z_k = mu_r[None, s : s + window], mu_k[None, s : s + window]
                 _, _, (mems, mem_lens) = self.model.decode(tokens, lens, z_r, z_k, mems, mem_lens)
         return mems, mem_lens
 
-    def _windows(self, grids: list[Grid], window: int):
-        """The pieces' bars as the model reads them (each cut to L tokens), `window` bars at a
-        time: per window, each piece's bars in it (none once it has ended), and them padded as
-        tokens (pieces, t, n) with their real lengths (pieces, t), on the model's device."""
+    def _windows(self, grid: Grid, window: int):
+        """The piece's bars as the model reads them (each cut to L tokens), `window` bars at a
+        time: padded tokens (1, t, n) and real lengths (1, t), on the model's device."""
         import torch
 
+        ids, offsets = self.tok.encode(grid)
         L = self.tok.config.max_bar_tokens
-        bars = []
-        for grid in grids:
-            ids, offsets = self.tok.encode(grid)
-            bars.append([ids[offsets[i] : min(offsets[i + 1], offsets[i] + L)] for i in range(grid.n_bars)])
-        for s in range(0, max(map(len, bars), default=0), window):
-            chunks = [b[s : s + window] for b in bars]
-            tokens = torch.zeros(len(grids), max(map(len, chunks)), max(len(bar) for c in chunks for bar in c),
-                                 dtype=torch.long)  # fmt: skip
-            lens = torch.zeros(tokens.shape[:2], dtype=torch.long)
-            for i, c in enumerate(chunks):
-                for j, bar in enumerate(c):
-                    tokens[i, j, : len(bar)] = torch.as_tensor(bar)
-                    lens[i, j] = len(bar)
-            yield chunks, tokens.to(self.device), lens.to(self.device)
+        bars = [ids[offsets[i] : min(offsets[i + 1], offsets[i] + L)] for i in range(grid.n_bars)]
+        for s in range(0, len(bars), window):
+            chunk = bars[s : s + window]
+            tokens = torch.zeros(1, len(chunk), max(len(b) for b in chunk), dtype=torch.long)
+            for j, b in enumerate(chunk):
+                tokens[0, j, : len(b)] = torch.as_tensor(b)
+            yield tokens.to(self.device), torch.tensor([[len(b) for b in chunk]], device=self.device)
 
     def log_q(self, mu_r, mu_k, per_bar: bool = False) -> list:
         """log q(y|x) per axis (arousal, valence) from the per-bar means: two tensors (low, high)

@@ -614,18 +614,6 @@ def test_pieces_transformed_together_come_back_to_their_own_piece(composer):
     assert [r.info["source_emotion"] for r in together[1]] == ["happy", "happy"]
 
 
-def test_pieces_encoded_together_are_each_encoded_alone(composer):
-    """encode_many reads pieces of any lengths side by side, window after window (here 2 bars),
-    the ones that ended left empty: each piece's latents are its own."""
-    grids = [composer.tok.grid(composer.tok.load(f"{n}.mid", data=midi_bytes([(0, False, scale(60 + n, bars=n))])))
-             for n in (3, 5, 1)]  # fmt: skip
-    together = composer.trained.encode_many(grids, window=2)
-    for g, (mu_r, mu_k) in zip(grids, together):
-        alone = composer.trained.encode(g, window=2)
-        assert mu_r.shape == (g.n_bars, composer.trained.model.config.latent)
-        assert torch.allclose(mu_r, alone[0], atol=1e-5) and torch.allclose(mu_k, alone[1], atol=1e-5)
-
-
 def test_pairs_swapped_together_each_keep_their_a(composer):
     song = composer.tok.grid(composer.tok.load("s.mid", data=SONG))  # piano and bass, 3 bars
     longer = composer.tok.grid(composer.tok.load("l.mid", data=midi_bytes([(0, False, scale(60, bars=5))])))

@@ -37,16 +37,16 @@ def test_the_memory_of_a_prompt_is_what_one_pass_over_prompt_and_continuation_co
     both = prompt.then(more)
     mu_r, mu_k = tm.encode(prompt)
     z_r, z_k = torch.randn(2, mu_r.shape[1]), torch.randn(2, mu_k.shape[1])
-    (_, tokens, lens), = tm._windows([both], 16)
+    (tokens, lens), = tm._windows(both, 16)
     with torch.no_grad():
         h, pk, _ = tm.model.decode(tokens, lens, torch.cat([mu_r, z_r])[None], torch.cat([mu_k, z_k])[None])
         one_pass = pk.pad(h)[0, prompt.n_bars :]
-        (_, tokens, lens), = tm._windows([prompt], 16)
+        (tokens, lens), = tm._windows(prompt, 16)
         whole = tm.model.decode(tokens, lens, mu_r[None], mu_k[None])[2]
         for window in (1, 2, 16):  # read in windows, the memory carried across them
             memory = tm.memory(prompt, mu_r, mu_k, window=window)
             assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(memory[0], whole[0])), window
-            (_, tokens, lens), = tm._windows([more], 16)
+            (tokens, lens), = tm._windows(more, 16)
             h, pk, _ = tm.model.decode(tokens, lens, z_r[None], z_k[None], *memory)
             after = pk.pad(h)[0]
             real = torch.arange(after.shape[1]) < lens[0, :, None]
