@@ -317,8 +317,9 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
             length[i] += 1
             still.append(i)
         live = still
-        finished = min(T if b == n else b for b, n in zip(bar, n_bars))  # bars every sequence has finished
-        if on_bar and finished > reported:
-            reported = finished
-            on_bar(reported, T)
+        if on_bar:
+            finished = min(T if b == n else b for b, n in zip(bar, n_bars))  # bars every sequence has finished
+            if finished > reported:
+                reported = finished
+                on_bar(reported, T)
     return out
