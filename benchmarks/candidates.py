@@ -29,7 +29,7 @@ def main() -> None:
     from emocompose import judge
     from emocompose.compose import Composer
     from emocompose.emotions import EMOTIONS
-    from emocompose.evaluate import fit_judge, load_real
+    from emocompose.real_music import fit_judge, load_real
 
     c = Composer.load(args.model)
     real = load_real(args.data, c.tok, args.bars)

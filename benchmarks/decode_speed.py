@@ -75,7 +75,7 @@ def one(mode: str, batch: int, args) -> dict:
     from emocompose.compose import Composer
     from emocompose.model.config import preset
     from emocompose.model.gmvae import CDGMVAE
-    from emocompose.model.layers import decoding_layout
+    from emocompose.model.step import decoding_layout
     from emocompose.sampling import BarPlan, SamplingConfig, decode_bars
     from emocompose.tokenizer import Vocab
 

@@ -37,7 +37,8 @@ def main() -> None:
     from emocompose import presets
     from emocompose.compose import Composer
     from emocompose.emotions import EMOTIONS
-    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, describe_pieces, load_real
+    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, describe_pieces
+    from emocompose.real_music import load_real
     from emocompose.judge import quadrants
 
     c = Composer.load(args.model)

@@ -16,9 +16,7 @@ trained on the data's train split and measured on its test split (the real-music
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,11 +26,11 @@ import numpy as np
 from emocompose import features, judge, quality, realism
 from emocompose.compose import Composer, check_candidates, check_keep
 from emocompose.emotions import EMOTIONS, NAMES, opposite
-from emocompose.errors import ModelError, UsageError
+from emocompose.errors import UsageError
 from emocompose.presets import BARS, GENERATE, REWRITE
 from emocompose.grid import Grid
 from emocompose.likeness import likeness
-from emocompose.tokenizer import Tokenizer
+from emocompose.real_music import Real, fit_judge
 
 
 @dataclass(frozen=True)
@@ -59,48 +57,6 @@ class EvalConfig:
         # resolved here, so the report says how many
         object.__setattr__(self, "candidates", check_candidates(self.candidates, self.paper))
         check_keep(self.keep)
-
-
-@dataclass
-class Real:
-    """Labelled real pieces cut to the evaluation length, with their split."""
-
-    grids: list[Grid]
-    labels: np.ndarray  # (n, 2) arousal, valence in {0, 1}
-    splits: np.ndarray
-    sources: list[str]
-    split_note: str
-
-
-def load_real(data: str, tok: Tokenizer, bars: int, labels_csv: str | None = None, workers: int = 0) -> Real:
-    """The labelled pieces of a dataset folder, or of a folder of MIDI preprocessed on the fly."""
-    from emocompose.dataset import Dataset, preprocess
-
-    path = Path(data)
-    if not path.exists():
-        raise UsageError(f"no such dataset or folder: {data}")
-    with tempfile.TemporaryDirectory(prefix="emocompose-eval-") as tmp:
-        if (path / "manifest.json").is_file():
-            ds = Dataset(path)
-        else:
-            preprocess([data], Path(tmp) / "ds", labels_csv=labels_csv, workers=workers, config=tok.config)
-            ds = Dataset(Path(tmp) / "ds")
-        if ds.vocab.fingerprint != tok.vocab.fingerprint:
-            raise ModelError("the dataset was made with another token vocabulary than the model's", data)
-        keep = [i for i in range(ds.n_pieces) if ds.labels[i, 0] >= 0 and ds.labels[i, 1] >= 0]
-        grids = [tok.decode(ds.piece_ids(i)) for i in keep]
-        pieces = [ds.pieces[i] for i in keep]
-    if not keep:
-        raise UsageError(f"{data}: no labelled pieces; evaluate needs labelled real music (EMOPIA: --labels labels.csv)")
-    grids = [g.bar_slice(0, min(bars, g.n_bars)) for g in grids]
-    splits = np.array([p["split"] for p in pieces])
-    note = "the data's own split"
-    if not (splits == "train").any() or not (splits == "test").any():
-        # no split column: a fixed fifth of the files by a hash of their name (not song-disjoint)
-        splits = np.array(["test" if zlib.crc32(p["source"].encode()) % 5 == 0 else "train" for p in pieces])
-        note = "a hash of the file names (no split given; not song-disjoint)"
-    labels = np.array([[p["arousal"], p["valence"]] for p in pieces], np.int64)
-    return Real(grids, labels, splits, [p["source"] for p in pieces], note)
 
 
 def _shares(rows: np.ndarray, cols: np.ndarray, n: int = 4) -> np.ndarray:
@@ -143,18 +99,6 @@ def _probe(x: np.ndarray, y: np.ndarray, fit: np.ndarray, n_classes: int, l2: fl
     with torch.no_grad():
         pred = (xt[~f] @ w + b).argmax(-1)
     return round(float((pred == yt[~f]).float().mean()), 4)
-
-
-def fit_judge(real: Real, config) -> tuple[judge.Judge, dict]:
-    """The judge trained on the real train clips, and its scores on the test (and val) clips:
-    the real-music ceiling of every emotion figure."""
-    tr, te, va = (real.splits == s for s in ("train", "test", "val"))
-    f = judge.features_of(real.grids, config)
-    j = judge.Judge.fit(f[tr], real.labels[tr])
-    return j, {"trained_on": int(tr.sum()), "tested_on": int(te.sum()), "split": real.split_note,
-               "test": judge.scores(real.labels[te], j.predict(f[te])),
-               "val": judge.scores(real.labels[va], j.predict(f[va])) if va.any() else None,
-               "model": j.to_dict()}  # fmt: skip
 
 
 # the clips transformed in one decoding batch: this many of each quadrant, 56 decodings a batch

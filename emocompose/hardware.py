@@ -108,7 +108,7 @@ def resolve_precision(precision: str, device, ddp: bool) -> str:
 
 
 def int8_decoding(batch: int, device) -> bool:
-    """Whether decoding reads its weights as int8 (`model.layers.Product`): for one piece at a
+    """Whether decoding reads its weights as int8 (`model.step.Product`): for one piece at a
     time on an x86 CPU, where reading the weights is most of a token's time and torch's int8
     product is vectorised (AVX2, AVX-512). Chosen by what the CPU is, not by timing, so that the
     same seed gives the same bytes run after run on one machine."""

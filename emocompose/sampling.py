@@ -213,7 +213,7 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
     Returns, per sequence, the token ids of each bar (starting with its Bar token).
     `on_bar(done, total)` is called after each bar (for progress bars)."""
     from emocompose.hardware import int8_decoding
-    from emocompose.model.layers import StepCache, StepWeights
+    from emocompose.model.step import StepCache, StepWeights
 
     B, T, _ = cond.shape
     device = cond.device

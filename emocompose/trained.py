@@ -45,7 +45,7 @@ class TrainedModel:
         import torch
 
         from emocompose import checkpoint
-        from emocompose.model.layers import decoding_layout
+        from emocompose.model.step import decoding_layout
 
         p = Path(path) if path else default_model_path()
         model, meta, vocab = checkpoint.load_model(p)

@@ -146,7 +146,8 @@ class Echo:
 
 def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tiny_model, tiny_dataset, tmp_path):
     from emocompose.compose import Composer
-    from emocompose.evaluate import EvalConfig, Evaluation, load_real
+    from emocompose.evaluate import EvalConfig, Evaluation
+    from emocompose.real_music import load_real
 
     echo = Echo(Composer.load(tiny_model))
     ev = Evaluation(echo, load_real(str(tiny_dataset), echo.tok, 2), tmp_path, EvalConfig(pieces=1, bars=2, clips=1))

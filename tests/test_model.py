@@ -8,7 +8,8 @@ import torch
 
 from emocompose.model.config import ModelConfig, preset
 from emocompose.model.gmvae import KEY_DECAY, CDGMVAE, LossConfig, Reduction
-from emocompose.model.layers import Product, StepCache, StepWeights, XLStack, decoding_layout, skew
+from emocompose.model.layers import XLStack, skew
+from emocompose.model.step import Product, StepCache, StepWeights, decoding_layout
 from emocompose.model.prior import MixturePrior
 
 torch.manual_seed(0)

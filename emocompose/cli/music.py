@@ -274,9 +274,10 @@ def evaluate(
     """
     from emocompose.compose import Composer
     from emocompose.console import print_report
-    from emocompose.evaluate import EvalConfig, Evaluation, load_real
+    from emocompose.evaluate import EvalConfig, Evaluation
     from emocompose.hardware import set_decoding_threads
     from emocompose.outputs import check_limits
+    from emocompose.real_music import load_real
 
     cfg = EvalConfig(pieces=pieces, bars=bars, clips=clips, seed=seed, temperature=temperature, top_p=top_p,
                      paper=paper, candidates=candidates, scores=scores, trajectory_pieces=trajectories)  # fmt: skip
