@@ -47,8 +47,11 @@ class StepCache:
         for layer, mem in zip(stack.layers, mems):
             km, vm = F.linear(layer.ln1(mem), layer.attn.qkv.weight[d:]).split(d, dim=-1)
             h, k = layer.attn.h, layer.attn.k
-            # keys stored transposed, (B, h, k, columns): the product with the query reads them in order
-            self.k.append(torch.cat([layer.attn.split(km).transpose(-1, -2), km.new_zeros(B, h, k, self.cap - m)], -1))
+            # keys stored as values are, (B, h, columns, k), and read transposed by the score product:
+            # stored (B, h, k, columns), writing a token's column scattered it (85 against 8 us at
+            # batch 40) and the product was no faster (benchmarks/step_ab.py: steps 6-13% faster
+            # from batch 8 on, the same at batch 1)
+            self.k.append(torch.cat([layer.attn.split(km), km.new_zeros(B, h, self.cap - m, k)], -2))
             self.v.append(torch.cat([layer.attn.split(vm), vm.new_zeros(B, h, self.cap - m, k)], -2))
         # 0 where a sequence may read a column, -inf where not (the memory's padding, at the front)
         self.bias = torch.zeros(B, 1, self.cap, device=dev, dtype=torch.float32)
@@ -106,7 +109,7 @@ class StepCache:
             x.narrow(dim, 0, n).copy_(kept)
             return x
 
-        self.k = [move(k, -1) for k in self.k]
+        self.k = [move(k, 2) for k in self.k]
         self.v = [move(v, 2) for v in self.v]
         self.bias = move(self.bias, -1)
         self.bias[..., n:].zero_()  # columns yet to be written: readable by whoever reads them
@@ -132,14 +135,14 @@ class StepCache:
             # q comes as (q + u), scaled by 1/sqrt(k) (folded into the weights, `StepWeights`)
             qkv = w.qkv(torch.layer_norm(x, (d,), *w.ln1), w.qkv_bias).view(B, 3, w.h, w.k)
             qu = qkv.select(1, 0)  # (B, h, k)
-            self.k[i].select(-1, c).copy_(qkv.select(1, 1))
+            self.k[i].select(2, c).copy_(qkv.select(1, 1))
             self.v[i].select(2, c).copy_(qkv.select(1, 2))
             # scores: the padding bias + (q + v) . r of the distances klen-1 .. 0 (one product per
             # head, the batch as its rows), + (q + u) . k_j
             r = self.w.rels[i]
             bd = torch.baddbmm(bias, (qu + w.vu).transpose(0, 1), r.narrow(-1, r.shape[-1] - klen, klen))
             scores = torch.baddbmm(bd.transpose(0, 1).reshape(B * w.h, 1, klen), qu.reshape(B * w.h, 1, w.k),
-                                   self.k[i].narrow(-1, w0, klen).reshape(B * w.h, w.k, klen))  # fmt: skip
+                                   self.k[i].narrow(2, w0, klen).reshape(B * w.h, klen, w.k).transpose(1, 2))  # fmt: skip
             p = torch.softmax(scores, -1, dtype=torch.float32)
             if x.dtype != torch.float32:
                 p = p.to(x.dtype)
