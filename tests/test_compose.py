@@ -464,6 +464,25 @@ def test_help_does_not_import_torch():
     assert r.stdout.decode().strip().splitlines()[-1] == "False False"
 
 
+def test_help_shows_paragraphs_whole_and_examples_indented():
+    """Typer's rich help keeps every line break of a docstring, and dedents an examples paragraph
+    that follows the summary alone (`cli.reflow` and a second paragraph in each such command)."""
+    from typer.testing import CliRunner
+
+    from emocompose.cli import app
+
+    runner = CliRunner()
+    shown = {}
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__
+        out = runner.invoke(app, [name, "--help"], env={"COLUMNS": "400"}).output
+        shown[name] = [line for line in out.splitlines() if line.strip().startswith("emocompose ")]
+        assert all(len(x) - len(x.lstrip()) >= 3 for x in shown[name]), (name, shown[name])
+    assert len(shown["generate"]) >= 5 and len(shown["plot"]) == 2
+    out = runner.invoke(app, ["transform", "--help"], env={"COLUMNS": "400"}).output
+    assert any("reads every pitched track" in line and "gets a warning." in line for line in out.splitlines()), out
+
+
 def test_ctrl_c_exits_130_and_writes_nothing(tmp_path):
     import signal
     import subprocess

@@ -11,6 +11,7 @@ detokenize, analyze, preprocess, train), `music` (generate, transform, swap, eva
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from enum import Enum
@@ -108,4 +109,21 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(EXIT_INTERNAL)
 
 
+def reflow(doc: str) -> str:
+    """A command's docstring as `--help` shows it: the lines of a paragraph of prose joined into
+    one, for the terminal to wrap at its width (Typer's rich help keeps every line break of the
+    source after the first paragraph), and indented lines (examples) kept as written."""
+    out: list[str] = []
+    for line in inspect.cleandoc(doc).split("\n"):
+        prev = out[-1] if out else ""
+        if line and not line.startswith(" ") and prev and not prev.startswith(" ") and not prev.endswith(":"):
+            out[-1] = f"{prev} {line}"
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 from emocompose.cli import data, music, views  # noqa: E402,F401  (registers their commands on `app`)
+
+for _command in app.registered_commands:
+    _command.help = reflow(_command.help or _command.callback.__doc__ or "")

@@ -59,6 +59,10 @@ def generate(
 ) -> None:
     """Compose new music that carries an emotion, or continue a piece of yours.
 
+    Each piece's latents are drawn from the emotion's part of the model's latent space and decoded
+    bar by bar; the same seed gives the same bytes. Without -o, it writes EMOTION_SEED_I.mid in
+    the current folder, never overwriting a file.
+
     Examples:
       emocompose generate --emotion happy --bars 20 -o happy.mid --audio happy.wav
       emocompose generate --emotion calm:8,tense:8,happy:4 -o turn.mid    (20 bars whose mood turns twice)

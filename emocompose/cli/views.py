@@ -74,6 +74,9 @@ def plot(
     """Draw a piece: its piano roll with bar lines and each bar's key, and under it the arousal
     and valence the model hears in each bar.
 
+    What is heard per bar is the model's own reading of the bar (its encoder's q(y|x)), not the
+    emotion a piece was asked for; the keys are those `emocompose analyze` prints.
+
     Examples:
       emocompose plot song.mid -o song.png
       emocompose plot clips/ -o rolls/ --json
