@@ -6,7 +6,8 @@ alternated in one process on the same model, at several batch sizes.
 Whole processes on a shared 2-core machine move by 15-30% between runs, more than a change to
 the step usually makes; steps alternated in one process see the same machine. The rows of a
 batch begin their bars at staggered steps, as in a decoding (`StepCache.new_bar`), so each reads
-its own window of the cache. Batch 1 runs on one thread with float32 weights, as the int8
+its own window of the cache. The baseline needs a `StepCache` with `new_bar` (session 13 on;
+before session 15 it lived in `model/layers.py`, which is then read instead). Batch 1 runs on one thread with float32 weights, as the int8
 choice (`hardware.int8_decoding`) is made outside the step. Prints ms per step, best and median
 of the rounds, and the ratio of medians (below 1: this checkout is faster).
 """
@@ -35,7 +36,10 @@ def main() -> None:
     import emocompose.model.step as this
     from emocompose.trained import TrainedModel
 
-    spec = importlib.util.spec_from_file_location("baseline_step", Path(args.baseline) / "emocompose/model/step.py")
+    model_dir = Path(args.baseline) / "emocompose" / "model"
+    # before session 15 the step lived in layers.py
+    step_file = model_dir / "step.py" if (model_dir / "step.py").exists() else model_dir / "layers.py"
+    spec = importlib.util.spec_from_file_location("baseline_step", step_file)
     base = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(base)
     dec = TrainedModel.load(args.model).model.dec
