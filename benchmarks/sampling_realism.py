@@ -5,9 +5,11 @@ the real test clips, with the figures the model issue targets per quadrant besid
     python benchmarks/sampling_realism.py --data data/all [--model PATH] [--pieces 25] \\
         [--settings 1.0/0.95/1.0/0.6 1.0/1.0/1.0/0.6 ...]
 
-A setting is temperature/top_p/latent_temperature/coherence[/echo] (generate's options; top_p
-is the nucleus over pitches; echo defaults to generate's). The first setting is the baseline the
-others are read against; all run on the same seeds.
+A setting is temperature/top_p/latent_temperature/coherence[/echo[/key_spread]] (generate's
+options; top_p is the nucleus over pitches; echo and key_spread default to generate's). The first
+setting is the baseline the others are read against; all run on the same seeds. Beside the judge
+and the realism test it prints how often a piece is heard in the key it was written toward
+(`features.global_key`), and in that key's mode.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def main() -> None:
     from emocompose import presets
     from emocompose.compose import Composer
     from emocompose.emotions import EMOTIONS
-    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, describe_pieces
+    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, describe_pieces, keys_heard
     from emocompose.real_music import load_real
     from emocompose.judge import quadrants
 
@@ -50,18 +52,19 @@ def main() -> None:
               for k, name in enumerate(NAMES)}  # fmt: skip
     print("real EMOPIA per quadrant (notes per beat / velocity / pitch range): " + ", ".join(
         f"{n} {d['notes_per_beat']:.2f}/{d['mean_velocity']:.0f}/{d['pitch_range']:.0f}" for n, d in real_q.items()))
-    print(f"{'T/top_p/latent T/coherence[/echo]':>34} {'arousal':>8} {'valence':>8} {'realism':>8} {'floor':>6} "
-          f"{'overlap':>8}  worst per-quadrant gap to real   telling features   seconds")  # fmt: skip
+    print(f"{'T/top_p/latent T/coherence[/echo[/key spread]]':>46} {'arousal':>8} {'valence':>8} {'key / mode':>11} "
+          f"{'realism':>8} {'floor':>6} {'overlap':>8}  worst per-quadrant gap to real   telling features   seconds")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:  # only the judge and the realism test are used: nothing is written
         ev = Evaluation(c, real, Path(tmp), EvalConfig(pieces=args.pieces, bars=args.bars, seed=args.seed))
         for setting in args.settings:
-            t, p, lt, coh, echo = (list(map(float, setting.split("/"))) + [presets.ECHO])[:5]
-            grids, right = {}, []
+            t, p, lt, coh, echo, spread = (list(map(float, setting.split("/"))) + [presets.ECHO, presets.KEY_SPREAD])[:6]
+            grids, right, results = {}, [], []
             with Timer() as timer:
                 for i, name in enumerate(NAMES):
                     res = c.generate(name, bars=args.bars, count=args.pieces, seed=args.seed + i, temperature=t,
-                                     top_p=p, latent_temperature=lt, coherence=coh, echo=echo)  # fmt: skip
+                                     top_p=p, latent_temperature=lt, coherence=coh, echo=echo, key_spread=spread)  # fmt: skip
                     grids[name] = [r.grid for r in res]
+                    results += res
             for name in NAMES:
                 right.append(ev.judge.predict(ev.feats(grids[name])) == np.array(EMOTIONS[name]))
             acc = np.concatenate(right).mean(0)
@@ -72,7 +75,10 @@ def main() -> None:
                 for k in ("notes_per_beat", "mean_velocity", "pitch_range"):
                     gaps.append((abs(d[k] / real_q[name][k] - 1), f"{name} {k} {d[k]:.1f} (real {real_q[name][k]:.1f})"))
             worst = max(gaps)
-            print(f"{setting:>34} {acc[0]:>8.2f} {acc[1]:>8.2f} {rl['accuracy']:>8.2f} {rl['real_against_real']:>6.2f} "
+            heard = keys_heard(results, c.tok.config)
+            on_key = "-" if heard["key_heard_as_asked"] is None else \
+                f"{heard['key_heard_as_asked']:.2f} / {heard['mode_heard_as_asked']:.2f}"  # fmt: skip
+            print(f"{setting:>46} {acc[0]:>8.2f} {acc[1]:>8.2f} {on_key:>11} {rl['accuracy']:>8.2f} {rl['real_against_real']:>6.2f} "
                   f"{rl['mean_overlapping_area']:>8.2f}  {worst[1]} {worst[0]:+.0%}   {', '.join(rl['most_telling'][:3])}"
                   f"   {timer.seconds:.0f}")  # fmt: skip
 

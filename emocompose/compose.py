@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from emocompose import emotions, latents, rewrite, trajectory
 from emocompose.errors import InputError, UsageError, check_share
 from emocompose.features import KEY_NAMES, parse_key
-from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, MODE_LAMBDA, REWRITE,
-                                SamplingConfig)
+from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, KEY_SPREAD, MODE_LAMBDA,
+                                REWRITE, SamplingConfig)
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
 from emocompose.trajectory import TRANSITION, Segment
@@ -60,10 +60,10 @@ def check_feature(feature: str) -> str:
 
 
 def check_prompt(emotion: str | None, arousal=None, valence=None, key=None, tempo=None, paper: bool = False,
-                 echo=None, transition=None) -> None:  # fmt: skip
+                 echo=None, transition=None, key_spread=None) -> None:  # fmt: skip
     """What a continuation takes besides its prompt: one emotion at most; the prompt sets the
-    key and the tempo, and the paper has no continuation. Echo and transition shape new pieces
-    only (None: not asked for)."""
+    key and the tempo, and the paper has no continuation. Echo, transition and the key spread
+    shape new pieces only (None: not asked for)."""
     if emotion is not None:
         if "," in emotion or ":" in emotion:
             raise UsageError("a continuation carries one emotion; emotions over time are for new pieces")
@@ -74,8 +74,8 @@ def check_prompt(emotion: str | None, arousal=None, valence=None, key=None, temp
             raise UsageError(f"a continuation takes {what} from its prompt; give --emotion or nothing")
     if paper:
         raise UsageError("the paper's operations have no continuation of a prompt")
-    if echo is not None or transition is not None:
-        raise UsageError("a continuation takes no echo and no transition: they shape new pieces")
+    if echo is not None or transition is not None or key_spread is not None:
+        raise UsageError("a continuation takes no echo, no transition and no key spread: they shape new pieces")
 
 
 def key_path(names) -> str:
@@ -146,6 +146,7 @@ class Composer:
                  valence: float | str | None = None, bars: int | None = None, count: int = 1, seed: int = 0,
                  temperature: float = GENERATE.temperature, top_p: float = GENERATE.top_p,
                  latent_temperature: float = 1.0, coherence: float = COHERENCE, key: str | None = None,
+                 key_spread: float = KEY_SPREAD,
                  tempo: float | None = None, paper: bool = False, candidates: int | None = None,
                  transition: int = TRANSITION, echo: float = ECHO) -> list[Result]:  # fmt: skip
         """`count` pieces, decoded as one batch, of `bars` bars (default presets.BARS). Either a
@@ -167,7 +168,7 @@ class Composer:
         n = check_candidates(candidates, paper)
         check_share("echo", echo)
         z_r, z_k, keys = latents.prior_latents(self.trained, segments, count * n, seed, latent_temperature,
-                                               coherence, check_key(key, paper), paper, transition)  # fmt: skip
+                                               coherence, check_key(key, paper), paper, transition, key_spread)  # fmt: skip
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
         rng, segment = np.random.default_rng(seed), np.repeat(np.arange(len(segments)), [s.bars for s in segments])
         plans = []

@@ -77,6 +77,9 @@ def print_report(r: dict, out: str) -> None:
     c = r["control"]
     t.add_row("generate: accuracy arousal / valence / quadrant", avq(c), avq(ceiling))
     t.add_row("generate: F1 arousal / valence", avq(c, "f1"), avq(ceiling, "f1"))
+    if c.get("key_heard_as_asked") is not None:
+        t.add_row("generate: heard in the key written toward / in its mode",
+                  f"{c['key_heard_as_asked']:.2f} / {c['mode_heard_as_asked']:.2f}", "")  # fmt: skip
     for spec, rows in r["trajectories"]["each"].items():
         t.add_row(f"emotions over time, {spec}: each segment heard as asked",
                   " -> ".join(f"{x['quadrant_accuracy']:.2f}" for x in rows), "")  # fmt: skip

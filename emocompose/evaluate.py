@@ -141,12 +141,13 @@ class Evaluation:
     # -- sections ------------------------------------------------------------------------------
 
     def control(self) -> tuple[dict, dict[str, list[Grid]]]:
-        cfg, grids, truth = self.cfg, {}, []
+        cfg, grids, truth, results = self.cfg, {}, [], []
         for i, name in enumerate(NAMES):
             res = self.c.generate(name, bars=cfg.bars, count=cfg.pieces, seed=cfg.seed + i,
                                   temperature=cfg.temperature, top_p=cfg.top_p, paper=cfg.paper,
                                   candidates=cfg.candidates)  # fmt: skip
             grids[name] = [r.grid for r in res]
+            results += res
             truth += [EMOTIONS[name]] * cfg.pieces
             self._tick("generate", cfg.pieces)
         prob = self.judge.prob_high(self.feats([g for name in NAMES for g in grids[name]]))
@@ -156,6 +157,7 @@ class Evaluation:
         report["confusion"] = _shares(judge.quadrants(truth), judge.quadrants(pred)).round(4).tolist()
         report["prob_high"] = {name: prob[k * cfg.pieces : (k + 1) * cfg.pieces].mean(0).round(4).tolist()
                                for k, name in enumerate(NAMES)}  # fmt: skip
+        report.update(keys_heard(results, self.conf))
         return report, grids
 
     def trajectories(self) -> dict:
@@ -432,6 +434,19 @@ def _moved(sweep: np.ndarray, clips: list[list[int]], axis: int) -> list[float]:
     src = np.concatenate([[EMOTIONS[NAMES[q]][axis]] * len(c) for q, c in enumerate(clips)])
     judged = (sweep[:, :, axis] >= 0.5).astype(int)
     return (judged != src[:, None]).mean(0).round(4).tolist()
+
+
+def keys_heard(results, config) -> dict:
+    """How often generated pieces (`compose.Result`s) are heard in the key their latents were
+    centred on, and in that key's mode (`features.global_key`, as `analyze` hears them); None
+    for a model without a key table."""
+    pairs = [(features.KEY_NAMES.index(r.info["key"]), features.global_key(r.grid, config))
+             for r in results if r.info.get("key")]  # fmt: skip
+    if not pairs:
+        return {"key_heard_as_asked": None, "mode_heard_as_asked": None}
+    asked, heard = np.array(pairs).T
+    return {"key_heard_as_asked": round(float((asked == heard).mean()), 4),
+            "mode_heard_as_asked": round(float((features.is_major(asked) == features.is_major(heard)).mean()), 4)}
 
 
 def describe_pieces(grids: list[Grid], config) -> dict:

@@ -12,7 +12,7 @@ import numpy as np
 from emocompose.emotions import EMOTIONS, emotion_of, heard
 from emocompose.errors import ModelError, check_share
 from emocompose.features import KEY_NAMES, global_key, is_major, parallel_key, relative_key
-from emocompose.presets import COHERENCE, MODE_LAMBDA
+from emocompose.presets import COHERENCE, KEY_SPREAD, MODE_LAMBDA
 from emocompose.trajectory import TRANSITION, Segment, weights
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
@@ -38,7 +38,7 @@ def centre(tm: TrainedModel, axis: int, level: float, keys=None):
 
 def prior_latents(tm: TrainedModel, segments: list[Segment], count: int, seed: int = 0,
                   latent_temperature: float = 1.0, coherence: float = COHERENCE, key: int | None = None,
-                  paper: bool = False, transition: int = TRANSITION):  # fmt: skip
+                  paper: bool = False, transition: int = TRANSITION, key_spread: float = KEY_SPREAD):  # fmt: skip
     """Per-bar z_r and z_k, each (count, bars, latent), for a piece in `segments` (one, or an
     emotion trajectory: see `trajectory`), and per piece the key index of each segment (None
     without a key table).
@@ -51,11 +51,14 @@ def prior_latents(tm: TrainedModel, segments: list[Segment], count: int, seed: i
     offset from the middle of the two components; without a table, the component mean. In a
     trajectory each bar's mean is its segments' means weighted by `trajectory.weights`, so the
     latents glide over `transition` bars; a segment whose valence changes side moves to the
-    parallel key (`segment_keys`). `paper`: exactly model.md section 5 (bars drawn alone, z_k
-    around the component mean)."""
+    parallel key (`segment_keys`). `key_spread` scales z_k's spread around its centre (a share
+    of the prior's, presets.KEY_SPREAD): at the prior's own, a third of pieces came out in
+    another key than the one drawn. `paper`: exactly model.md section 5 (bars drawn alone, z_k
+    around the component mean, the prior's spread)."""
     import torch
 
     check_share("coherence", coherence)
+    check_share("key spread", key_spread)
     coherence = 0.0 if paper else coherence
     bars = sum(s.bars for s in segments)
     g = torch.Generator().manual_seed(seed)
@@ -77,7 +80,8 @@ def prior_latents(tm: TrainedModel, segments: list[Segment], count: int, seed: i
         eps = torch.randn(count, bars, mean.shape[-1], generator=g)
         shared = torch.randn(count, 1, mean.shape[-1], generator=g)
         eps = coherence**0.5 * shared + (1 - coherence) ** 0.5 * eps
-        zs.append(mean + latent_temperature * torch.exp(prior.log_std.detach()) * eps.to(tm.device))
+        spread = latent_temperature * (key_spread if axis == 1 and not paper else 1.0)
+        zs.append(mean + spread * torch.exp(prior.log_std.detach()) * eps.to(tm.device))
     return zs[0], zs[1], None if keys is None else torch.stack(keys, 1).tolist()
 
 

@@ -41,6 +41,18 @@ def prior(composer, levels, count, bars, seed=0, latent_temperature=1.0, coheren
     return z_r, z_k, None if keys is None else [k for (k,) in keys]
 
 
+def test_key_spread_scales_z_k_around_its_centre_and_nothing_else(composer):
+    """At key_spread s, z_k strays from where it is centred by s of what it strays at the prior's
+    spread; z_r and the keys drawn are the same; the paper's operations keep the prior's spread."""
+    tm, seg = composer.trained, [Segment(6, (1.0, -1.0))]
+    full, half, zero = (latents.prior_latents(tm, seg, 3, 5, key_spread=s) for s in (1.0, 0.5, 0.0))
+    assert torch.equal(full[0], half[0]) and torch.equal(full[0], zero[0]) and full[2] == half[2] == zero[2]
+    assert not torch.allclose(full[1], zero[1])
+    torch.testing.assert_close(half[1] - zero[1], 0.5 * (full[1] - zero[1]))
+    paper = [latents.prior_latents(tm, seg, 3, 5, paper=True, key_spread=s)[1] for s in (1.0, 0.5)]
+    assert torch.equal(paper[0], paper[1])
+
+
 def check_bar_grammar(bar: np.ndarray, vocab, positions: int):
     """A bar is Bar Tempo (Position [Tempo] (Pitch Velocity Duration)+)*, positions rising."""
     kind, value, track = vocab.kind[bar], vocab.value[bar], vocab.track[bar]
@@ -405,6 +417,9 @@ def test_cli_transform_stdin_batch_and_exit_codes(tiny_model, tmp_path):
     assert (tmp_path / "out" / "a_to_calm.mid").exists()
     rec = json.loads(r.stdout)  # the key written toward, as generate names it, and the piece's own
     assert rec["key"].endswith("major") and rec["source_key"] in KEY_NAMES  # calm: a major key
+    # the key heard in the output is the one analyze hears in the file written
+    r = run_cli("analyze", tmp_path / "out" / "a_to_calm.mid", "--json")
+    assert json.loads(r.stdout)["key"] == rec["heard_key"], (r.stdout, rec)
 
 
 @pytest.mark.parametrize("args,code,words", [

@@ -83,6 +83,7 @@ def test_a_continuation_is_the_prompt_unchanged_then_new_bars_in_its_meter_tempo
     (["--prompt-bars", "0"], "at least 1"),
     (["--echo", "0.3"], "no echo"),
     (["--transition", "1"], "no transition"),
+    (["--key-spread", "0.3"], "key spread"),
 ])  # fmt: skip
 def test_a_prompt_refuses_what_it_sets_itself(tiny_model, tmp_path, args, words):
     (tmp_path / "p.mid").write_bytes(_prompt(2))

@@ -168,6 +168,29 @@ def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tin
     assert tr["reached_target"] == pytest.approx((1 - ev.judge_report["test"]["quadrant_accuracy"]) / 3, abs=1e-3)
 
 
+def test_control_counts_the_pieces_heard_in_the_key_written_toward(tiny_model, tiny_dataset, tmp_path):
+    """Each generated piece is heard in one key; written toward that key, its relative (the same
+    scale, the other mode), its parallel (the other mode) and a neighbour of its mode."""
+    from emocompose.compose import Composer, Result
+    from emocompose.evaluate import EvalConfig, Evaluation
+    from emocompose.features import KEY_NAMES, global_key, parallel_key, relative_key
+    from emocompose.real_music import load_real
+
+    composer = Composer.load(tiny_model)
+    real = load_real(str(tiny_dataset), composer.tok, 2)
+    piece = real.grids[0]
+    k = global_key(piece, composer.tok.config)
+    asked = [k, int(relative_key(k)), parallel_key(k), 12 * (k // 12) + (k + 1) % 12]
+
+    class Fixed(Echo):
+        def generate(self, name, count, **kw):
+            return [Result(piece, name, 0, {"key": KEY_NAMES[asked[i % 4]]}) for i in range(count)]
+
+    ev = Evaluation(Fixed(composer), real, tmp_path, EvalConfig(pieces=4, bars=2, clips=1))
+    report, _ = ev.control()
+    assert report["key_heard_as_asked"] == 0.25 and report["mode_heard_as_asked"] == 0.5
+
+
 def test_evaluate_needs_labelled_music(tiny_model, tmp_path, write_midi):
     folder = tmp_path / "unlabelled"
     folder.mkdir()

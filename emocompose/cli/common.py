@@ -108,24 +108,35 @@ class Beside:
 
 
 def emit(dest, result, name: str, composer, as_json: bool, t0: float, beside: Beside, **extra) -> None:
-    """Write one result (and what goes beside it) and say where it went (a JSON line with --json)."""
+    """Write one result (and what goes beside it) and say where it went (a JSON line with --json).
+    `key` in `extra` is the key the result was written toward; the key heard in it (`heard_key`,
+    as `analyze` hears it) is said beside it when they differ: the decoder does not always land
+    on the key its latents were centred on."""
+    from emocompose.features import KEY_NAMES, global_key
+
     midi = composer.tok.to_midi(result.grid)
     path = dest.write(name, midi)
     record = {"path": path, "emotion": result.emotion, "bars": int(result.grid.n_bars),
               "notes": int(result.grid.n_notes), "seed": result.seed, **extra,
+              "heard_key": KEY_NAMES[global_key(result.grid, composer.tok.config)],
               **beside.write(name, midi, result.grid, composer.trained)}  # fmt: skip
     record["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
         print(json.dumps(record), flush=True)
     else:
-        in_key = f", {record['key']}" if record.get("key") else ""
+        asked, heard = record.get("key"), record["heard_key"]
+        if asked in (None, heard):
+            in_key = f", {heard}"
+        else:  # a key path (an emotion over time) is the plan's, not comparable with one key heard
+            in_key = f", {asked}" if "->" in asked else f", {heard}; written toward {asked}"
         also = "".join(f" and [bold]{record[k]}[/]" for k in ("audio", "plot") if k in record)
         say(f"wrote [bold]{path}[/]{also} ({record['bars']} bars, {record['notes']} notes{in_key})")
 
 
 MODEL_OPT = typer.Option(None, "--model", "-m", help="A model file (safetensors); default: the shipped model.")
 SEED_OPT = typer.Option(0, help="Random seed: the same seed gives the same bytes.")
-JSON_OPT = typer.Option(False, "--json", help="One JSON object per output on stdout (path, emotion, bars, seed, seconds).")
+JSON_OPT = typer.Option(False, "--json", help="One JSON object per output on stdout (path, emotion, bars, notes, seed, "
+                        "key written toward, heard_key, seconds).")
 TEMP_HELP = "Token sampling temperature (0: always the likeliest token)."
 TOP_P_HELP = ("Nucleus sampling of pitches: keep the likeliest pitches up to this probability (rhythm, durations and "
               "dynamics keep the model's whole distribution).")  # fmt: skip

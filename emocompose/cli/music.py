@@ -36,10 +36,15 @@ def generate(
     temperature: float = typer.Option(presets.GENERATE.temperature, help=TEMP_HELP),
     top_p: float = typer.Option(presets.GENERATE.top_p, help=TOP_P_HELP),
     tempo: Optional[float] = typer.Option(None, help="Fix the tempo (BPM) instead of letting the model choose."),
-    key: Optional[str] = typer.Option(None, "--key", "-k", help="The key, e.g. 'A minor', 'F# major', 'Bb' "
-                                      "(default: drawn per piece from the keys of training pieces of that valence)."),
+    key: Optional[str] = typer.Option(None, "--key", "-k", help="The key to write toward, e.g. 'A minor', 'F# major', "
+                                      "'Bb' (default: drawn per piece from the keys of training pieces of that "
+                                      "valence). Most pieces land on it; the message names the key heard where not."),
     coherence: float = typer.Option(presets.COHERENCE, help="How much the bars of a piece share their latents, in [0, 1] "
                                     "(0: each bar drawn alone, as in the paper; 1: every bar the same). Real music: about 0.6."),
+    key_spread: Optional[float] = typer.Option(None, help="How far the key latents of a piece stray from its key, "
+                                               f"in [0, 1] of the prior's spread (default {presets.KEY_SPREAD}; 1: "
+                                               "the prior's, as in the paper: a third of pieces then land in another key).",
+                                               show_default=False),  # fmt: skip
     echo: Optional[float] = typer.Option(None, help=f"Share of bars, in [0, 1], that repeat the rhythm of the bar "
                                          f"{presets.ECHO_BACK} before them with new notes (default {presets.ECHO}; real "
                                          "music: about one in nine; 0: none).", show_default=False),
@@ -83,7 +88,7 @@ def generate(
         check_limits(bars=sum(s.bars for s in plan(emotion, arousal, valence, bars, presets.BARS)), count=count,
                      candidates=n)  # fmt: skip
     else:
-        check_prompt(emotion, arousal, valence, key, tempo, paper, echo, transition)
+        check_prompt(emotion, arousal, valence, key, tempo, paper, echo, transition, key_spread)
         prompt_data = read_input(prompt)
         bars = presets.PROMPT_BARS if bars is None else bars
         check_limits(bars=bars, count=count, candidates=n)
@@ -97,6 +102,7 @@ def generate(
     if prompt is None:
         results = composer.generate(emotion, arousal=arousal, valence=valence, bars=bars, count=count, seed=seed,
                                     temperature=temperature, top_p=top_p, tempo=tempo, key=key, coherence=coherence,
+                                    key_spread=presets.KEY_SPREAD if key_spread is None else key_spread,
                                     paper=paper, candidates=candidates, transition=transition, echo=echo)  # fmt: skip
     else:
         grid = read_piece(composer, prompt, prompt_data)
