@@ -437,11 +437,12 @@ def _moved(sweep: np.ndarray, clips: list[list[int]], axis: int) -> list[float]:
 
 
 def keys_heard(results, config) -> dict:
-    """How often generated pieces (`compose.Result`s) are heard in the key their latents were
-    centred on, and in that key's mode (`features.global_key`, as `analyze` hears them); None
-    for a model without a key table."""
+    """How often generated pieces (`compose.Result`s) of one key each are heard in the key their
+    latents were centred on, and in that key's mode (`features.global_key`, as `analyze` hears
+    them); None for a model without a key table. A key path (an emotion over time) is left out:
+    one key heard in the whole piece does not compare with it."""
     pairs = [(features.KEY_NAMES.index(r.info["key"]), features.global_key(r.grid, config))
-             for r in results if r.info.get("key")]  # fmt: skip
+             for r in results if r.info.get("key") and "->" not in r.info["key"]]  # fmt: skip
     if not pairs:
         return {"key_heard_as_asked": None, "mode_heard_as_asked": None}
     asked, heard = np.array(pairs).T

@@ -172,7 +172,7 @@ def test_control_counts_the_pieces_heard_in_the_key_written_toward(tiny_model, t
     """Each generated piece is heard in one key; written toward that key, its relative (the same
     scale, the other mode), its parallel (the other mode) and a neighbour of its mode."""
     from emocompose.compose import Composer, Result
-    from emocompose.evaluate import EvalConfig, Evaluation
+    from emocompose.evaluate import EvalConfig, Evaluation, keys_heard
     from emocompose.features import KEY_NAMES, global_key, parallel_key, relative_key
     from emocompose.real_music import load_real
 
@@ -189,6 +189,8 @@ def test_control_counts_the_pieces_heard_in_the_key_written_toward(tiny_model, t
     ev = Evaluation(Fixed(composer), real, tmp_path, EvalConfig(pieces=4, bars=2, clips=1))
     report, _ = ev.control()
     assert report["key_heard_as_asked"] == 0.25 and report["mode_heard_as_asked"] == 0.5
+    path = Result(piece, "calm", 0, {"key": f"{KEY_NAMES[k]} -> {KEY_NAMES[parallel_key(k)]}"})  # over time: left out
+    assert keys_heard([path], composer.tok.config) == {"key_heard_as_asked": None, "mode_heard_as_asked": None}
 
 
 def test_evaluate_needs_labelled_music(tiny_model, tmp_path, write_midi):
