@@ -3,7 +3,10 @@
 The melody is one line of notes. A pitched track class that already is one (a single line that
 sits on top of the others, as a lead, a first violin or a voice does) is taken whole; otherwise
 the top voice: each onset's highest note, unless a higher note is still sounding there. Each
-melody note is cut where the next begins, so the line never overlaps itself.
+melody note keeps its length: where one rings on under the next (legato, or a pedal written into
+the lengths), the rest of the piece stays below the lowest melody note sounding. choice: cutting
+each note where the next begins made the held melodies of EMOPIA clips three quarters as long
+(mean log length in beats -0.36 against -0.07) and the rewrite sounded detached.
 
 When a rewrite changes the mode, the melody moves into the target mode by scale degree on the
 same tonic (major -> natural minor lowers the 3rd, 6th and 7th degrees by a semitone; minor ->
@@ -32,7 +35,7 @@ TOP_SHARE = 0.8  # ... and this share of its notes are the highest sounding at t
 @dataclass(frozen=True)
 class Melody:
     """The melody's notes in time order: index into the source grid's notes, bar, onset in grid
-    steps from the piece's start, pitch, velocity bin and duration bin (cut at the next onset)."""
+    steps from the piece's start, pitch, velocity bin and duration bin."""
 
     index: np.ndarray
     bar: np.ndarray
@@ -45,12 +48,12 @@ class Melody:
         return len(self.index)
 
     def ceiling(self, total: int, config: TokenizerConfig) -> np.ndarray:
-        """(total,) per grid step the pitch of the melody note sounding there (128 where none):
-        what the rest of the piece must stay below."""
+        """(total,) per grid step the pitch of the lowest melody note sounding there (128 where
+        none): what the rest of the piece must stay below."""
         out = np.full(total, 128, np.int64)
         ends = self.step + config.duration_array[self.dur]
         for s, e, p in zip(self.step.tolist(), ends.tolist(), self.pitch.tolist()):
-            out[s : min(e, total)] = p
+            out[s : min(e, total)] = np.minimum(out[s : min(e, total)], p)
         return out
 
 
@@ -78,12 +81,8 @@ def find_melody(grid: Grid, config: TokenizerConfig) -> Melody:
     else:
         keep = idx[top]
     keep = keep[np.argsort(on[keep], kind="stable")]  # one note per onset (on_top): in time order
-    step = on[keep]
-    nxt = np.r_[step[1:], np.iinfo(np.int64).max]
-    bins = config.duration_array
-    fit = np.maximum(np.searchsorted(bins, np.minimum(nxt - step, bins[-1]), side="right") - 1, 0)
-    return Melody(keep, grid.bar[keep], step, grid.pitch[keep].astype(np.int64), grid.vel[keep].astype(np.int64),
-                  np.minimum(grid.dur[keep], fit).astype(np.int64))  # fmt: skip
+    return Melody(keep, grid.bar[keep], on[keep], grid.pitch[keep].astype(np.int64), grid.vel[keep].astype(np.int64),
+                  grid.dur[keep].astype(np.int64))  # fmt: skip
 
 
 def on_top(on: np.ndarray, ends: np.ndarray, pitch: np.ndarray) -> np.ndarray:

@@ -190,3 +190,19 @@ def test_a_key_swap_carries_the_melody_into_the_other_key_and_mode(composer):
         assert r.info["key"] == ("D major" if key == 2 else "A minor")
     r = composer.swap(a, d_major, "key", seed=1, keep="none")
     assert r.info["keep"] == "none"
+
+
+def test_a_legato_melody_keeps_its_lengths_and_the_rest_stays_below_every_note_sounding(composer):
+    """Notes that ring on under the next (as a played legato does) are held at their own
+    lengths, not cut where the next begins; where two sound, the rest stays below the lower."""
+    cfg = composer.tok.config
+    legato = [(p, 90, i, i + 1.5) for i, p in enumerate([60, 64, 67, 72])]  # each rings half a beat into the next
+    g = grid_of(composer, [(0, False, [(48, 60, 0, 4)] + legato)])
+    mel = find_melody(g, cfg)
+    assert mel.pitch.tolist() == [60, 64, 67, 72]
+    assert cfg.duration_array[mel.dur].tolist() == [6, 6, 6, 6]  # 1.5 beats of 4 steps
+    ceiling = mel.ceiling(16, cfg)
+    assert ceiling[4:6].tolist() == [60, 60] and ceiling[6:8].tolist() == [64, 64]  # C still sounds under E
+    _, out = hold_decode(composer, g, mel)
+    kept = {(s, p): d for s, p, d in zip(out.onsets.tolist(), out.pitch.tolist(), out.dur.tolist())}
+    assert [kept[(4 * i, p)] for i, p in enumerate([60, 64, 67, 72])] == mel.dur.tolist()
