@@ -75,7 +75,7 @@ def main() -> None:
                 for k in ("notes_per_beat", "mean_velocity", "pitch_range"):
                     gaps.append((abs(d[k] / real_q[name][k] - 1), f"{name} {k} {d[k]:.1f} (real {real_q[name][k]:.1f})"))
             worst = max(gaps)
-            heard = keys_heard(results, c.tok.config)
+            heard = keys_heard(results)
             on_key = "-" if heard["key_heard_as_asked"] is None else \
                 f"{heard['key_heard_as_asked']:.2f} / {heard['mode_heard_as_asked']:.2f}"  # fmt: skip
             print(f"{setting:>46} {acc[0]:>8.2f} {acc[1]:>8.2f} {on_key:>11} {rl['accuracy']:>8.2f} {rl['real_against_real']:>6.2f} "

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from emocompose import emotions, latents, rewrite, trajectory
 from emocompose.errors import InputError, UsageError, check_share
-from emocompose.features import KEY_NAMES, parse_key
+from emocompose.features import KEY_NAMES, global_key, parse_key
 from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, KEY_SPREAD, MODE_LAMBDA,
                                 REWRITE, SamplingConfig)
 from emocompose.grid import Grid
@@ -95,6 +95,10 @@ def check_target(to: str, bars: int) -> list[Segment]:
 
 @dataclass
 class Result:
+    """One piece written, the emotion it was written toward and what was decided on the way
+    (`info`; its `heard_key` is the key heard in the piece as `analyze` hears it, which the key
+    the latents were centred on, `key`, does not always give)."""
+
     grid: Grid
     emotion: str
     seed: int
@@ -106,6 +110,9 @@ class Composer:
 
     def __init__(self, trained: TrainedModel):
         self.trained = trained
+
+    def _result(self, grid: Grid, emotion: str, seed: int, info: dict) -> Result:
+        return Result(grid, emotion, seed, {**info, "heard_key": KEY_NAMES[global_key(grid, self.tok.config)]})
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str | None = None) -> "Composer":
@@ -187,7 +194,7 @@ class Composer:
                 info["segments"] = [{"bars": s.bars, "emotion": s.emotion, "arousal": s.levels[0],
                                      "valence": s.levels[1], "key": None if names is None else names[k]}
                                     for k, s in enumerate(segments)]  # fmt: skip
-            results.append(Result(grids[j], label, seed, info))
+            results.append(self._result(grids[j], label, seed, info))
         return results
 
     def continuation(self, prompt: Grid, bars: int, emotion: str | None = None, *, count: int = 1, seed: int = 0,
@@ -224,9 +231,9 @@ class Composer:
                                     self.trained.memory(context, *encoded), before=view)  # fmt: skip
         picks, qs = self.best_of(grids, [[Segment(bars, emotions.levels(name))]] * count, n)
         # the prompt's notes still sounding end where a new note strikes their key, as in the file
-        return [Result(prompt.then(rewrite.continued_instruments(grids[j], prompt)).playable(self.tok.config), name, seed,
-                       {**info, "prompt_bars": prompt.n_bars, "context_bars": k, "new_bars": bars, "index": i,
-                        "candidates": n, **({"q_new": q} if q else {})})
+        return [self._result(prompt.then(rewrite.continued_instruments(grids[j], prompt)).playable(self.tok.config),
+                             name, seed, {**info, "prompt_bars": prompt.n_bars, "context_bars": k, "new_bars": bars,
+                                          "index": i, "candidates": n, **({"q_new": q} if q else {})})
                 for i, (j, q) in enumerate(zip(picks, qs))]  # fmt: skip
 
     def transform(self, grid: Grid, to: str, lam: float, *, source: str | None = None, seed: int = 0,
@@ -307,8 +314,8 @@ class Composer:
             kept = [rewrite.restore_instruments(outs[j] if paper else rewrite.dynamics(
                         outs[j], config, row[2], trajectory.bar_levels(segs)[:, 0], lam), grid, row[2])
                     for j, row, (segs, lam) in zip(picks, rows, targets)]  # fmt: skip
-            results.append([Result(out, trajectory.label(segs), seed, {**info, "candidates": n, "keep": keep,
-                                                                       "warning": rewrite.gutted(out, grid)})
+            results.append([self._result(out, trajectory.label(segs), seed, {**info, "candidates": n, "keep": keep,
+                                                                             "warning": rewrite.gutted(out, grid)})
                             for out, (segs, _), (_, info, *_) in zip(kept, targets, rows)])  # fmt: skip
         return results
 
@@ -359,8 +366,8 @@ class Composer:
                 plans.append(plan)
                 jobs.append((a, b, feature, mel, key_b))
         outs = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
-        results = [Result(rewrite.restore_instruments(o, a, mel), f, seed,
-                          {"feature": f, "bars_a": a.n_bars, "bars_b": b.n_bars, "keep": keep,
-                           **({"key": KEY_NAMES[key_b]} if f == "key" else {})})
+        results = [self._result(rewrite.restore_instruments(o, a, mel), f, seed,
+                                {"feature": f, "bars_a": a.n_bars, "bars_b": b.n_bars, "keep": keep,
+                                 **({"key": KEY_NAMES[key_b]} if f == "key" else {})})
                    for o, (a, b, f, mel, key_b) in zip(outs, jobs)]  # fmt: skip
         return [results[k : k + len(features)] for k in range(0, len(results), len(features))]

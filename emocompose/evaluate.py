@@ -157,7 +157,7 @@ class Evaluation:
         report["confusion"] = _shares(judge.quadrants(truth), judge.quadrants(pred)).round(4).tolist()
         report["prob_high"] = {name: prob[k * cfg.pieces : (k + 1) * cfg.pieces].mean(0).round(4).tolist()
                                for k, name in enumerate(NAMES)}  # fmt: skip
-        report.update(keys_heard(results, self.conf))
+        report.update(keys_heard(results))
         return report, grids
 
     def trajectories(self) -> dict:
@@ -436,12 +436,12 @@ def _moved(sweep: np.ndarray, clips: list[list[int]], axis: int) -> list[float]:
     return (judged != src[:, None]).mean(0).round(4).tolist()
 
 
-def keys_heard(results, config) -> dict:
+def keys_heard(results) -> dict:
     """How often generated pieces (`compose.Result`s) of one key each are heard in the key their
     latents were centred on, and in that key's mode (`features.global_key`, as `analyze` hears
-    them); None for a model without a key table. A key path (an emotion over time) is left out:
-    one key heard in the whole piece does not compare with it."""
-    pairs = [(features.KEY_NAMES.index(r.info["key"]), features.global_key(r.grid, config))
+    them, `heard_key`); None for a model without a key table. A key path (an emotion over time)
+    is left out: one key heard in the whole piece does not compare with it."""
+    pairs = [(features.KEY_NAMES.index(r.info["key"]), features.KEY_NAMES.index(r.info["heard_key"]))
              for r in results if r.info.get("key") and "->" not in r.info["key"]]  # fmt: skip
     if not pairs:
         return {"key_heard_as_asked": None, "mode_heard_as_asked": None}

@@ -671,3 +671,17 @@ def test_decoding_threads_one_for_a_piece_and_a_bad_setting_is_a_usage_error(mon
             set_decoding_threads(1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_every_result_names_the_key_analyze_hears_in_its_file(composer):
+    """`heard_key`, for Python callers as for the CLI: the key `analyze` reads from the MIDI the
+    result is written as, for each operation (the decoder does not always land on `key`)."""
+    from emocompose import features
+
+    tok = composer.tok
+    song = tok.grid(tok.load("song.mid", data=SONG))
+    results = (composer.generate("sad", bars=2, count=2, seed=1) + [composer.transform(song, "happy", 1.0)]
+               + [composer.swap(song, song, "key")] + composer.continuation(song, 1, seed=2))  # fmt: skip
+    for r in results:
+        written = tok.grid(tok.load("out.mid", data=tok.to_midi(r.grid)))
+        assert r.info["heard_key"] == features.describe(written, tok.config)["key"], r.info

@@ -184,13 +184,15 @@ def test_control_counts_the_pieces_heard_in_the_key_written_toward(tiny_model, t
 
     class Fixed(Echo):
         def generate(self, name, count, **kw):
-            return [Result(piece, name, 0, {"key": KEY_NAMES[asked[i % 4]]}) for i in range(count)]
+            return [Result(piece, name, 0, {"key": KEY_NAMES[asked[i % 4]], "heard_key": KEY_NAMES[k]})
+                    for i in range(count)]
 
     ev = Evaluation(Fixed(composer), real, tmp_path, EvalConfig(pieces=4, bars=2, clips=1))
     report, _ = ev.control()
     assert report["key_heard_as_asked"] == 0.25 and report["mode_heard_as_asked"] == 0.5
-    path = Result(piece, "calm", 0, {"key": f"{KEY_NAMES[k]} -> {KEY_NAMES[parallel_key(k)]}"})  # over time: left out
-    assert keys_heard([path], composer.tok.config) == {"key_heard_as_asked": None, "mode_heard_as_asked": None}
+    path = Result(piece, "calm", 0, {"key": f"{KEY_NAMES[k]} -> {KEY_NAMES[parallel_key(k)]}",
+                                      "heard_key": KEY_NAMES[k]})  # over time: left out
+    assert keys_heard([path]) == {"key_heard_as_asked": None, "mode_heard_as_asked": None}
 
 
 def test_evaluate_needs_labelled_music(tiny_model, tmp_path, write_midi):

@@ -112,13 +112,11 @@ def emit(dest, result, name: str, composer, as_json: bool, t0: float, beside: Be
     `key` in `extra` is the key the result was written toward; the key heard in it (`heard_key`,
     as `analyze` hears it) is said beside it when they differ: the decoder does not always land
     on the key its latents were centred on."""
-    from emocompose.features import KEY_NAMES, global_key
-
     midi = composer.tok.to_midi(result.grid)
     path = dest.write(name, midi)
     record = {"path": path, "emotion": result.emotion, "bars": int(result.grid.n_bars),
               "notes": int(result.grid.n_notes), "seed": result.seed, **extra,
-              "heard_key": KEY_NAMES[global_key(result.grid, composer.tok.config)],
+              "heard_key": result.info["heard_key"],
               **beside.write(name, midi, result.grid, composer.trained)}  # fmt: skip
     record["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
