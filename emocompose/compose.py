@@ -12,7 +12,7 @@ from emocompose import emotions, latents, rewrite, trajectory
 from emocompose.errors import InputError, UsageError, check_share
 from emocompose.features import KEY_NAMES, global_key, parse_key
 from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, KEY_SPREAD, MODE_LAMBDA,
-                                REWRITE, SamplingConfig)
+                                SWAP, TRANSFORM, SamplingConfig)
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
 from emocompose.trajectory import TRANSITION, Segment
@@ -237,7 +237,7 @@ class Composer:
                 for i, (j, q) in enumerate(zip(picks, qs))]  # fmt: skip
 
     def transform(self, grid: Grid, to: str, lam: float, *, source: str | None = None, seed: int = 0,
-                  temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p, paper: bool = False,
+                  temperature: float = TRANSFORM.temperature, top_p: float = TRANSFORM.top_p, paper: bool = False,
                   candidates: int | None = None, keep: str = "melody") -> Result:  # fmt: skip
         """Shift the piece's latents toward emotion `to` by lam in [0, 1] and decode the piece
         again around its melody (`keep="melody"`, see `rewrite`) or from the latents alone
@@ -248,14 +248,14 @@ class Composer:
                                    top_p=top_p, paper=paper, candidates=candidates, keep=keep)[0]  # fmt: skip
 
     def transform_many(self, grid: Grid, targets: list[tuple[str, float]], *, source: str | None = None,
-                       seed: int = 0, temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p,
+                       seed: int = 0, temperature: float = TRANSFORM.temperature, top_p: float = TRANSFORM.top_p,
                        paper: bool = False, candidates: int | None = None, keep: str = "melody") -> list[Result]:  # fmt: skip
         """Several (emotion, lambda) targets for one piece: see `transform_pieces`."""
         return self.transform_pieces([(grid, targets, source)], seed=seed, temperature=temperature, top_p=top_p,
                                      paper=paper, candidates=candidates, keep=keep)[0]  # fmt: skip
 
     def transform_pieces(self, pieces: list[tuple[Grid, list[tuple[str, float]], str | None]], *, seed: int = 0,
-                         temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p, paper: bool = False,
+                         temperature: float = TRANSFORM.temperature, top_p: float = TRANSFORM.top_p, paper: bool = False,
                          candidates: int | None = None, keep: str = "melody") -> list[list[Result]]:  # fmt: skip
         """Several pieces, each with its (emotion, lambda) targets and its emotion if known (else
         None): each piece encoded once, `candidates` decodings of each target (the same latents,
@@ -319,8 +319,8 @@ class Composer:
                             for out, (segs, _), (_, info, *_) in zip(kept, targets, rows)])  # fmt: skip
         return results
 
-    def swap(self, a: Grid, b: Grid, feature: str, *, seed: int = 0, temperature: float = REWRITE.temperature,
-             top_p: float = REWRITE.top_p, keep: str = "melody") -> Result:  # fmt: skip
+    def swap(self, a: Grid, b: Grid, feature: str, *, seed: int = 0, temperature: float = SWAP.temperature,
+             top_p: float = SWAP.top_p, keep: str = "melody") -> Result:  # fmt: skip
         """Rhythm: z_r from B, z_k from A; key: z_k from B, z_r from A. The output has A's bars
         (meter, tempo, instruments); when B is shorter its bars repeat from its start. With
         `keep="melody"` a key swap also carries A's melody into B's key and mode, note for note
@@ -328,13 +328,13 @@ class Composer:
         return self.swap_many(a, b, [feature], seed=seed, temperature=temperature, top_p=top_p, keep=keep)[0]
 
     def swap_many(self, a: Grid, b: Grid, features: list[str], *, seed: int = 0,
-                  temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p,
+                  temperature: float = SWAP.temperature, top_p: float = SWAP.top_p,
                   keep: str = "melody") -> list[Result]:  # fmt: skip
         """`swap` for several features of one pair: see `swap_pairs`."""
         return self.swap_pairs([(a, b)], features, seed=seed, temperature=temperature, top_p=top_p, keep=keep)[0]
 
     def swap_pairs(self, pairs: list[tuple[Grid, Grid]], features: list[str], *, seed: int = 0,
-                   temperature: float = REWRITE.temperature, top_p: float = REWRITE.top_p,
+                   temperature: float = SWAP.temperature, top_p: float = SWAP.top_p,
                    keep: str = "melody") -> list[list[Result]]:  # fmt: skip
         """`swap` for several features of several pairs (A, B): each piece encoded once, every
         output decoded as one batch, whatever the pieces' lengths. Per pair, a result per feature."""

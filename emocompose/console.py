@@ -95,6 +95,10 @@ def print_report(r: dict, out: str) -> None:
                       f"{m['melody_kept'][0]:.2f} / {m['melody_kept'][-1]:.2f}; {m['reached_opposite'][-1]:.2f}", "")
             t.add_row(f"  {way}: pitch classes / onsets like the source, lambda 0",
                       f"{m['pitch_class_similarity'][0]:.2f} / {m['onset_similarity'][0]:.2f}", "")
+            if m["realism"]["accuracy"] is not None:
+                t.add_row(f"  {way}: told from real train clips, every lambda; at each",
+                          f"{m['realism']['accuracy']:.2f}; {' '.join(f'{x:.2f}' for x in m['realism']['by_lambda'])}",
+                          f"{m['realism']['real_against_real']:.2f} (the sources)")  # fmt: skip
     for way, by in r["scores"]["means"].items() if r["scores"]["scores"] else ():
         t.add_row(f"scores ({len(r['scores']['scores'])}), {way}: melody kept / notes, lambda 0; 1",
                   "; ".join(f"{m['melody_kept']:.2f} / x{m['notes_ratio']:.2f}" for m in by.values()), "")

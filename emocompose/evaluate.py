@@ -27,7 +27,7 @@ from emocompose import features, judge, quality, realism
 from emocompose.compose import Composer, check_candidates, check_keep
 from emocompose.emotions import EMOTIONS, NAMES, opposite
 from emocompose.errors import UsageError
-from emocompose.presets import BARS, GENERATE, REWRITE
+from emocompose.presets import BARS, GENERATE, TRANSFORM
 from emocompose.grid import Grid
 from emocompose.likeness import likeness
 from emocompose.real_music import Real, fit_judge
@@ -195,8 +195,8 @@ class Evaluation:
         outs = {}
         for n, clips in self._clip_batches():
             for qi, out in zip(clips, self.c.transform_pieces(
-                    [(r.grids[i], jobs[q], NAMES[q]) for q, i in clips], seed=cfg.seed + n, temperature=REWRITE.temperature,
-                    top_p=REWRITE.top_p, paper=cfg.paper, candidates=cfg.candidates, keep=cfg.keep)):  # fmt: skip
+                    [(r.grids[i], jobs[q], NAMES[q]) for q, i in clips], seed=cfg.seed + n, temperature=TRANSFORM.temperature,
+                    top_p=TRANSFORM.top_p, paper=cfg.paper, candidates=cfg.candidates, keep=cfg.keep)):  # fmt: skip
                 outs[qi] = out
             self._tick("transform", sum(len(jobs[q]) for q, _ in clips))
         for q, idx in enumerate(self.clips):
@@ -242,7 +242,8 @@ class Evaluation:
     def rewrites(self, mine_swept: dict[tuple[int, int], list[Grid]]) -> dict:
         """What each way of rewriting keeps of the clips and how far it gets, toward the
         opposite quadrant at each lambda: this run's way (from `transform`) and the others
-        (`--keep none`, `--keep melody`, the paper's operation) on the same clips and seeds."""
+        (`--keep none`, `--keep melody`, the paper's operation) on the same clips and seeds; and
+        whether the rewrites pass for real music (`rewrite_realism`)."""
         cfg, r = self.cfg, self.real
         ways = {"melody": {"keep": "melody"}, "none": {"keep": "none"}, "paper": {"paper": True}}
         mine = "paper" if cfg.paper else cfg.keep
@@ -254,7 +255,7 @@ class Evaluation:
                     jobs = {q: [(opposite(NAMES[q]), lam) for lam in cfg.lambdas] for q, _ in clips}
                     for (q, i), res in zip(clips, self.c.transform_pieces(
                             [(r.grids[i], jobs[q], NAMES[q]) for q, i in clips], seed=cfg.seed + n,
-                            temperature=REWRITE.temperature, top_p=REWRITE.top_p, candidates=1, **how)):  # fmt: skip
+                            temperature=TRANSFORM.temperature, top_p=TRANSFORM.top_p, candidates=1, **how)):  # fmt: skip
                         swept[q, i] = [x.grid for x in res]
                     self._tick("rewrites", len(cfg.lambdas) * len(clips))
             rows = {name: [] for name in ("reached_opposite", "melody_kept", "melody_on_top", "pitch_class_similarity",
@@ -267,7 +268,33 @@ class Evaluation:
                     rows[name].append([a[name] for a in alike])
                 rows["notes_ratio"].append([g.n_notes / max(r.grids[i].n_notes, 1) for g in grids])
             out["ways"][way] = {k: np.array(v, np.float64).mean(0).round(4).tolist() if v else [] for k, v in rows.items()}
+            out["ways"][way]["realism"] = self.rewrite_realism(swept)
         return out
+
+    def rewrite_realism(self, swept: dict[tuple[int, int], list[Grid]]) -> dict:
+        """The realism test of rewrites of test clips (at every lambda together, and at each),
+        against as many train clips of each quadrant as there are rewrites toward it (the
+        structure features differ by emotion); the floor is the test clips themselves against
+        the same train clips. A way that wrote music as real as its sources would score the floor."""
+        if not swept:
+            return {"accuracy": None}
+        r, train = self.real, np.flatnonzero(self.real.splits == "train")
+        clips = list(swept)
+        toward = np.bincount([NAMES.index(opposite(NAMES[q])) for q, _ in clips], minlength=4) * len(swept[clips[0]])
+        by_q = judge.quadrants(r.labels[train])
+        train = np.concatenate([train[by_q == q][: toward[q]] for q in range(4)])
+        against = ([r.grids[i] for i in train], [r.sources[i] for i in train])
+        sources = [r.sources[i] for _, i in clips]
+
+        def told(grids: list[Grid], of: list[str]) -> dict:
+            return realism.compare(grids, *against, [r.grids[i] for _, i in clips], sources, self.conf, self.cfg.seed,
+                                   generated_sources=of)  # fmt: skip
+
+        every = told([g for c in clips for g in swept[c]], [s for s in sources for _ in swept[clips[0]]])
+        return {"accuracy": every["accuracy"], "real_against_real": every["real_against_real"],
+                "pieces": every["pieces"], "most_telling": every["most_telling"],
+                "by_lambda": [told([swept[c][k] for c in clips], sources)["accuracy"]
+                              for k in range(len(swept[clips[0]]))]}  # fmt: skip
 
     def scores(self) -> dict:
         """What each way of rewriting keeps of real scores for other instruments (`corpus`)."""

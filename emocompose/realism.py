@@ -154,9 +154,12 @@ def overlapping_area(real: np.ndarray, generated: np.ndarray, points: int = 512)
 
 
 def compare(generated: list[Grid], real: list[Grid], real_sources: list[str], floor: list[Grid],
-            floor_sources: list[str], config: TokenizerConfig, seed: int = 0) -> dict:  # fmt: skip
+            floor_sources: list[str], config: TokenizerConfig, seed: int = 0,
+            generated_sources: list[str] | None = None) -> dict:  # fmt: skip
     """The two-sample test of generated against real pieces, real against real beside it, and
-    per-feature means, standardised differences and overlapping areas."""
+    per-feature means, standardised differences and overlapping areas. `generated_sources`: the
+    real clip each generated piece was made from (a rewrite), so that the rewrites of one song
+    share a fold as its clips do."""
     n = min(len(generated), len(real))
     rng = np.random.default_rng(seed)
     pick_g = np.sort(rng.permutation(len(generated))[:n])
@@ -164,7 +167,7 @@ def compare(generated: list[Grid], real: list[Grid], real_sources: list[str], fl
     g = np.stack([structure_features(generated[i], config) for i in pick_g])
     r = np.stack([structure_features(real[i], config) for i in pick_r])
     r_groups = [song_of(real_sources[i]) for i in pick_r]
-    g_groups = [f"generated{i}" for i in pick_g]
+    g_groups = [f"generated{i}" if generated_sources is None else song_of(generated_sources[i]) for i in pick_g]
     acc = two_sample_accuracy(g, r, g_groups, r_groups, seed=seed)
     music = [j for j, name in enumerate(FEATURES) if name not in GRID_STYLE]
     acc_music = two_sample_accuracy(g[:, music], r[:, music], g_groups, r_groups, seed=seed)

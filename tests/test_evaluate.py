@@ -120,6 +120,8 @@ def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     assert rl["pieces"] == 4 and rl["floor_pieces"] == 4  # 8 generated, 4 test clips, 12 train clips
     assert len(rl["features"]) == 20 and rl["most_telling"][0] in rl["features"]
     assert set(rl) >= {"accuracy", "real_against_real", "accuracy_without_grid_style", "mean_overlapping_area"}
+    told = rep["rewrites"]["ways"]["melody"]["realism"]  # 4 clips at 5 lambdas against 12 train clips
+    assert told["pieces"] == 12 and len(told["by_lambda"]) == 5
     for name in ("piano_rolls", "latent", "control_confusion", "transform_confusion", "transform_lambda"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((out / "samples").glob("*.mid"))) == 8  # this run's pieces only
@@ -144,7 +146,9 @@ class Echo:
         return [[Result(b.bar_slice(0, a.n_bars) if f == "rhythm" else a, f, 0, {}) for f in features] for a, b in pairs]
 
 
-def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tiny_model, tiny_dataset, tmp_path):
+def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tiny_model, tiny_dataset, tmp_path,
+                                                                            monkeypatch):  # fmt: skip
+    from emocompose import realism
     from emocompose.compose import Composer
     from emocompose.evaluate import EvalConfig, Evaluation
     from emocompose.real_music import load_real
@@ -156,12 +160,20 @@ def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tin
     assert swap["rhythm"]["rhythm_to_a"] < 1.0 and swap["key"]["key_to_b"] < 1.0  # the pairs differ
     tr, swept = ev.transform()
     assert tr["lambda"]["rhythm_to_source"] == [1.0] * 5  # every output is its source
+    told = []  # the groups of each realism test: a rewrite is grouped with its source's song
+    test = realism.two_sample_accuracy
+    monkeypatch.setattr(realism, "two_sample_accuracy", lambda a, b, ga, gb, **kw: told.append(ga) or test(a, b, ga, gb, **kw))
     ways = ev.rewrites(swept)["ways"]
+    songs = {realism.song_of(ev.real.sources[i]) for q in range(4) for i in ev.clips[q]}
+    assert len(told) == 3 * 6 * 3 and all(set(groups) <= songs for groups in told)  # 3 ways, 6 tests of 3 each
     assert set(ways) == {"melody", "none", "paper"}
     for m in ways.values():  # each way's outputs are their sources too: all kept, all alike
         for name in ("melody_kept", "melody_on_top", "pitch_class_similarity", "onset_similarity", "notes_ratio"):
             assert m[name] == [1.0] * 5, name
         assert m["reached_opposite"] == [0.0] * 5  # here the judge hears no source as its opposite
+        # rewrites that are their sources pass for real exactly as the sources do (the floor),
+        # at each lambda: the same pieces, in the same folds (a source's rewrites share its song's)
+        assert m["realism"]["by_lambda"] == [m["realism"]["real_against_real"]] * 5
 
     # an output (its source) is judged as a target quadrant only where the judge mistakes the
     # source for it: at most one of the three targets of a clip, none where the judge is right

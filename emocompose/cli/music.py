@@ -130,8 +130,8 @@ def transform(
     source: Optional[str] = typer.Option(None, "--from", help="The piece's emotion, if you know it (default: what the model "
                                           "hears in it). Tempo changes only when arousal does."),
     seed: int = SEED_OPT,
-    temperature: float = typer.Option(presets.REWRITE.temperature, help=TEMP_HELP),
-    top_p: float = typer.Option(presets.REWRITE.top_p, help=TOP_P_HELP),
+    temperature: float = typer.Option(presets.TRANSFORM.temperature, help=TEMP_HELP),
+    top_p: float = typer.Option(presets.TRANSFORM.top_p, help=TOP_P_HELP),
     out: Optional[str] = typer.Option(None, "-o", "--out", help="Output file (one input), folder, or -. "
                                       "Default: NAME_to_EMOTION.mid in the current folder."),  # fmt: skip
     model: Optional[str] = MODEL_OPT,
@@ -211,8 +211,8 @@ def swap(
     b: str = typer.Argument(..., help="Piece B: lends FEATURE."),
     feature: str = typer.Option(..., "--feature", "-f", help="rhythm (z_r from B) or key (z_k from B)."),
     seed: int = SEED_OPT,
-    temperature: float = typer.Option(presets.REWRITE.temperature, help=TEMP_HELP),
-    top_p: float = typer.Option(presets.REWRITE.top_p, help=TOP_P_HELP),
+    temperature: float = typer.Option(presets.SWAP.temperature, help=TEMP_HELP),
+    top_p: float = typer.Option(presets.SWAP.top_p, help=TOP_P_HELP),
     out: Optional[str] = typer.Option(None, "-o", "--out", help="Output file or -. Default: A_FEATURE_from_B.mid."),
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON_OPT,
