@@ -7,7 +7,7 @@ on the pitch classes of the source's notes struck there), an accompaniment note 
 below every melody note it would sound under, room kept in the bar's L tokens for the melody
 notes still to come. What the model draws to move on is moved, not forbidden, so that forcing
 the melody adds no notes of its own: a Position or bar end past the next melody onset becomes
-that onset, one at a step the held rhythm does not allow becomes the next step it does. At a
+that onset, and with the source's rhythm held, any becomes the source's next onset. At a
 melody onset the model may first add notes below the melody; whatever else it draws there (a
 higher pitch, the next Position, the bar's end) becomes the melody note, whose velocity and
 duration follow as fixed tokens. So every melody note is placed by construction. A budget can
@@ -22,7 +22,7 @@ from emocompose.errors import InputError
 from emocompose.grid import Grid
 from emocompose.melody import PIANO, Melody
 from emocompose.sampling import AFTER_POSITION, AFTER_VELOCITY, PLACES
-from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, Vocab
+from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, TEMPO, Vocab
 
 NOTE_TOKENS = 4  # Position, Pitch, Velocity, Duration: the most a melody note needs
 
@@ -43,8 +43,9 @@ class MelodyHold:
     def __init__(self, vocab: Vocab, melody: Melody, bar_starts: np.ndarray, source: Grid | None = None,
                  harmony: bool = True, budget: np.ndarray | None = None):  # fmt: skip
         """`source`: if given, its rhythm is held too (the other notes begin only where the
-        source's notes begin) and, with `harmony`, its harmony (only on the pitch classes of the
-        source's notes that begin there). `budget`: per bar, the most notes besides the melody's."""
+        source's notes begin, and each of its onsets gets one while the bar has room) and, with
+        `harmony`, its harmony (only on the pitch classes of the source's notes that begin there).
+        `budget`: per bar, the most notes besides the melody's."""
         self.budget = budget
         c = vocab.config
         self.vocab, self.starts = vocab, bar_starts
@@ -61,6 +62,7 @@ class MelodyHold:
             self.free[on] = True
         else:
             self.free = np.ones(total + 1, bool)
+        self.every_onset, self.room = source is not None, True
         self.bars = [np.flatnonzero(melody.bar == t) for t in range(len(bar_starts) - 1)]
         self.melody = melody
         self.steps = c.duration_array
@@ -101,6 +103,8 @@ class MelodyHold:
         if pos >= 0:
             pitches = kind == PITCH
             keep &= ~(pitches & ((value >= self.ceiling[base + pos]) | ~self.harmony[base + pos][value % 12]))
+        if self.every_onset and state == AFTER_POSITION:  # the onset's note, not a tempo change in its place
+            keep &= kind != TEMPO
         if state == AFTER_VELOCITY:  # an accompaniment note's length: it must stay below
             s = base + pos
             under = np.flatnonzero(self.ceiling[s + 1 : s + 1 + int(self.steps[-1])] <= self.last_pitch)
@@ -109,6 +113,7 @@ class MelodyHold:
             keep[dur[self.steps[value[dur]] > longest]] = False
         if self._spent():  # the bar's other notes are written: only the melody is left
             keep &= (kind != PITCH) & ~((kind == POSITION) & (value != (p[0] if p is not None else -1)))
+        self.room = bool((kind == POSITION).any())  # a Position may come here: room for one more note
         out = ids[keep]
         if state in PLACES and p is not None and p[0] == pos:
             out = np.union1d(out, [self.pitch_id(p[1])])
@@ -128,17 +133,24 @@ class MelodyHold:
         return self.vocab.pitch0 + 128 * PIANO + pitch
 
     def _move_on(self, token: int, pos: int) -> int:
-        """A drawn Position or bar end, moved to the first place from there where a note may
-        begin: a step the source's rhythm allows (if held), never past the next melody onset
-        (the melody's own onset then), the bar's end only when no melody note is left."""
+        """A drawn Position or bar end, moved to where a note may begin: with the source's
+        rhythm held, its next onset (choice: moved only to the first onset allowed from the one
+        drawn, a re-voiced EMOPIA clip left a quarter of the source's onsets empty and kept 0.78 of
+        its notes; each onset visited, 0.88, its onsets 0.91 alike against 0.85, 160 val clips at
+        lambda 0); else the first step from the one drawn; never past the next melody onset (the
+        melody's own onset then), the bar's end only when no melody note is left."""
         v = self.vocab
         p = self._pending()
         want = int(v.value[token]) if v.kind[token] == POSITION else 1 << 30
+        base, length = int(self.starts[self.t]), int(self.starts[self.t + 1] - self.starts[self.t])
+        if self.every_onset and self.room and not self._spent():  # the source's next onset, even if later was drawn
+            nxt = np.flatnonzero(self.free[base + pos + 1 : base + (p[0] if p is not None else length)])
+            if len(nxt):
+                return v.pos0 + pos + 1 + int(nxt[0])
         if p is not None and (want >= p[0] or self._spent()):
             return v.pos0 + p[0]
         if self._spent():
             return v.eos
-        base, length = int(self.starts[self.t]), int(self.starts[self.t + 1] - self.starts[self.t])
         last = p[0] if p is not None else length - 1
         open_ = np.flatnonzero(self.free[base + max(want, pos + 1) : base + last + 1]) + max(want, pos + 1)
         if len(open_):

@@ -103,6 +103,18 @@ def test_below_half_way_the_other_notes_keep_the_source_rhythm_and_harmony(compo
     assert all((s, p % 12) in struck for s, p in zip(out.onsets.tolist(), out.pitch.tolist()))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_below_half_way_every_onset_of_the_source_is_kept(composer, seed):
+    """Eighths under a tune of half notes: whatever the model would skip, each of the source's
+    onsets gets a note (a drawn Position moves to the source's next onset, not past it)."""
+    cfg = composer.tok.config
+    eighths = [(48 + (7 * k) % 12, 60, k / 2, k / 2 + 0.5) for k in range(16)]
+    halves = [(72 + d, 90, 2 * i, 2 * i + 2) for i, d in enumerate([0, 4, 7, 5])]
+    g = grid_of(composer, [(0, False, eighths + halves)])
+    _, out = hold_decode(composer, g, find_melody(g, cfg), held=piano_view(g), seed=seed)
+    assert set(out.onsets.tolist()) == set(g.onsets.tolist())
+
+
 def test_a_bar_too_full_of_melody_is_named(composer):
     g = grid_of(composer, [(0, False, [(60 + i % 12, 80, i / 4, i / 4 + 0.25) for i in range(20)])])  # 16ths
     mel = find_melody(g, composer.tok.config)
