@@ -134,11 +134,11 @@ class MelodyHold:
 
     def _move_on(self, token: int, pos: int) -> int:
         """A drawn Position or bar end, moved to where a note may begin: with the source's
-        rhythm held, its next onset (choice: moved only to the first onset allowed from the one
-        drawn, a re-voiced EMOPIA clip left a quarter of the source's onsets empty and kept 0.78 of
-        its notes; each onset visited, 0.88, its onsets 0.91 alike against 0.85, 160 val clips at
-        lambda 0); else the first step from the one drawn; never past the next melody onset (the
-        melody's own onset then), the bar's end only when no melody note is left."""
+        rhythm held, the source's next onset; else the first step from the one drawn; never past
+        the next melody onset (the melody's own onset then), the bar's end only when no melody
+        note is left. choice: a Position drawn past several held onsets would leave them empty,
+        and re-voiced EMOPIA clips kept 0.78 of their notes, their onsets 0.85 alike; each onset
+        visited, 0.88 and 0.91 (160 val clips, lambda 0)."""
         v = self.vocab
         p = self._pending()
         want = int(v.value[token]) if v.kind[token] == POSITION else 1 << 30
