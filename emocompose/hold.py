@@ -142,17 +142,16 @@ class MelodyHold:
         v = self.vocab
         p = self._pending()
         want = int(v.value[token]) if v.kind[token] == POSITION else 1 << 30
-        base, length = int(self.starts[self.t]), int(self.starts[self.t + 1] - self.starts[self.t])
+        base = int(self.starts[self.t])
+        # the steps before the next melody onset, or to the bar's end
+        end = p[0] if p is not None else int(self.starts[self.t + 1]) - base
         if self.every_onset and self.room and not self._spent():  # the source's next onset, even if later was drawn
-            nxt = np.flatnonzero(self.free[base + pos + 1 : base + (p[0] if p is not None else length)])
-            if len(nxt):
-                return v.pos0 + pos + 1 + int(nxt[0])
-        if p is not None and (want >= p[0] or self._spent()):
+            want = pos + 1
+        elif p is not None and (want >= p[0] or self._spent()):
             return v.pos0 + p[0]
-        if self._spent():
+        elif self._spent():
             return v.eos
-        last = p[0] if p is not None else length - 1
-        open_ = np.flatnonzero(self.free[base + max(want, pos + 1) : base + last + 1]) + max(want, pos + 1)
+        open_ = np.flatnonzero(self.free[base + max(want, pos + 1) : base + end]) + max(want, pos + 1)
         if len(open_):
             return v.pos0 + int(open_[0])
         return v.pos0 + p[0] if p is not None else v.eos
