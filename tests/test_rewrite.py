@@ -14,7 +14,7 @@ from emocompose.compose import Composer
 from emocompose.errors import EXIT_INPUT, EXIT_USAGE, InputError
 from emocompose.hold import MelodyHold, check_room
 from emocompose.likeness import likeness
-from emocompose.melody import find_melody, piano_view, to_mode
+from emocompose.melody import PIANO, find_melody, piano_view, to_mode
 from emocompose.midi import DRUMS, TRACKS
 from emocompose.sampling import SamplingConfig, decode_bars
 
@@ -113,6 +113,53 @@ def test_below_half_way_every_onset_of_the_source_is_kept(composer, seed):
     g = grid_of(composer, [(0, False, eighths + halves)])
     _, out = hold_decode(composer, g, find_melody(g, cfg), held=piano_view(g), seed=seed)
     assert set(out.onsets.tolist()) == set(g.onsets.tolist())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_below_half_way_each_onset_keeps_its_chord_size_and_lengths(composer, seed):
+    """A held bass, short triads and a tune above: each onset gets as many notes as the
+    source struck there, with the source's lengths there (all fit below the tune), and no key
+    is struck while a note sounds on it (the file would cut that note short)."""
+    cfg = composer.tok.config
+    bass = [(36, 70, 0, 4), (36, 70, 4, 8)]  # the triads' root sounds under them all
+    triads = [(48 + d, 60, b + 0.5, b + 0.75) for b in range(8) for d in (0, 4, 7)]
+    g = grid_of(composer, [(0, False, bass + triads + tune(start=0.0))])
+    _, out = hold_decode(composer, g, find_melody(g, cfg), held=piano_view(g), seed=seed)
+    lengths = lambda grid: sorted(zip(grid.onsets.tolist(), grid.dur.tolist()))  # noqa: E731
+    assert lengths(out) == lengths(g)
+    assert np.array_equal(out.playable(cfg).dur, out.dur)
+
+
+def test_below_half_way_a_key_still_sounding_is_not_struck_again(composer):
+    """Step by step through the hold: a held C under a whole-note tune takes the source's length,
+    the chord at the onset is complete with the melody, and at the next onset the C triad may
+    not take the key still sounding (a file would end the held note there) and stays near the
+    source's voicing."""
+    from emocompose.sampling import AFTER_DURATION, AFTER_POSITION, AFTER_VELOCITY
+    from emocompose.tokenizer import DURATION, PITCH
+
+    v, cfg = composer.tok.vocab, composer.tok.config
+    g = grid_of(composer, [(0, False, [(36, 70, 0, 4), (72, 90, 0, 4)] + [(48 + d, 60, 1, 1.5) for d in (0, 4, 7)])])
+    mel = find_melody(g, cfg)
+    assert mel.pitch.tolist() == [72]
+    hold = MelodyHold(v, mel, g.bar_starts, piano_view(g))
+    piano = lambda kind, first: first + PIANO * {PITCH: 128, DURATION: len(cfg.duration_bins)}[kind]  # noqa: E731
+    pitches = np.arange(128) + piano(PITCH, v.pitch0)
+    every = np.r_[v.pos0 + np.arange(1, 16), pitches, np.arange(len(cfg.duration_bins)) + piano(DURATION, v.dur0)]
+    assert hold.settle(pitches[36], 0, True) == pitches[36]  # below the melody: an accompaniment note
+    hold.settle(v.vel0 + PIANO * cfg.velocity_bins + 5, 0, False)
+    durs, _, _ = hold.restrict(every, 0, AFTER_VELOCITY)
+    assert cfg.duration_array[v.value[durs]].tolist() == [16]  # the source's length for it, the melody's taken
+    hold.settle(int(durs[0]), 0, False)
+    ids, _, _ = hold.restrict(every, 0, AFTER_DURATION)  # the chord is full once the melody comes
+    assert pitches[72] in ids and not np.isin(pitches[:72], ids).any()
+    hold.settle(int(v.pos0 + 4), 0, True)  # moving on places the melody note
+    hold.settle(hold.forced(), 0, False)
+    hold.settle(hold.forced(), 0, False)
+    assert hold.settle(int(v.pos0 + 9), 0, True) == v.pos0 + 4  # the source's next onset
+    ids, _, _ = hold.restrict(every, 4, AFTER_POSITION)
+    allowed = set(v.value[ids[v.kind[ids] == PITCH]].tolist())
+    assert allowed == {43, 48, 52, 55, 60}  # C, E, G near the source's triad, but not the C still held
 
 
 def test_a_bar_too_full_of_melody_is_named(composer):
