@@ -261,7 +261,7 @@ class Composer:
         None): each piece encoded once, `candidates` decodings of each target (the same latents,
         other token draws; see `best_of`), all decoded as one batch.
         `paper` is the paper's operation alone: it keeps nothing but the latents."""
-        from emocompose.hold import MelodyHold, check_room
+        from emocompose.hold import MelodyHold, check_room, repeated_bars
         from emocompose.melody import piano_view
 
         keep = "none" if paper else check_keep(keep)
@@ -299,7 +299,8 @@ class Composer:
             held = view if info["lambda"] < MODE_LAMBDA else None
             plan = self.trained.plan(replace(view, bar_tempo=tempo), view.n_bars)
             if mel is not None:
-                plan.hold = MelodyHold(self.tok.vocab, mel, view.bar_starts, held, budget=budget)
+                plan.hold = MelodyHold(self.tok.vocab, mel, view.bar_starts, held, budget=budget,
+                                       repeats=repeated_bars(view, mel))  # fmt: skip
             plans.append(plan)
         grids = self.trained.decode([r[0][0] for _, r in batch], [r[0][1] for _, r in batch], plans,
                                     SamplingConfig(temperature, top_p, seed))  # fmt: skip

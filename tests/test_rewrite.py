@@ -12,7 +12,7 @@ from conftest import midi_bytes, run_cli, scale
 from emocompose import rewrite
 from emocompose.compose import Composer
 from emocompose.errors import EXIT_INPUT, EXIT_USAGE, InputError
-from emocompose.hold import MelodyHold, check_room
+from emocompose.hold import MelodyHold, check_room, repeated_bars
 from emocompose.likeness import likeness
 from emocompose.melody import PIANO, find_melody, piano_view, to_mode
 from emocompose.midi import DRUMS, TRACKS
@@ -185,6 +185,22 @@ def test_instruments_and_drums_come_back(composer):
     low = out.pitch[(out.track != DRUMS) & ~strings]
     bass = out.track[(out.track != DRUMS) & ~strings] == TRACKS.index("Bass")
     assert (low[bass].max(initial=0) <= low[~bass].min(initial=127))  # the lowest notes go to the bass
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_from_half_way_a_bar_repeated_in_the_source_repeats_the_rewrites_rhythm(composer, seed):
+    """Bars 1 and 3 repeat bar 0's onsets and melody rhythm (bar 3 with other pitches): at
+    lambda 0.5 and 1 the model writes the rhythm under the melody, and writes it again there;
+    bar 2 (other onsets) is its own."""
+    bar = lambda b, root, tune_: [(root + d, 60, 4 * b + k + 0.5, 4 * b + k + 1) for k in range(4) for d in (0, 4)] + \
+        [(p, 90, 4 * b + k, 4 * b + k + 1) for k, p in enumerate(tune_)]  # noqa: E731
+    other = [(48, 60, 8 + k / 2, 8 + k / 2 + 0.5) for k in range(8)] + [(72, 90, 8, 12)]
+    g = grid_of(composer, [(0, False, bar(0, 48, [72, 74, 76, 77]) + bar(1, 48, [72, 74, 76, 77]) + other
+                           + bar(3, 50, [74, 76, 77, 79]))])  # fmt: skip
+    assert repeated_bars(piano_view(g), find_melody(g, composer.tok.config)) == [-1, 0, -1, 1]
+    for r in composer.transform_many(g, [("sad", 0.5), ("sad", 1.0)], source="happy", seed=seed):
+        onsets = [set(r.grid.pos[r.grid.bar == t].tolist()) for t in range(4)]
+        assert onsets[1] == onsets[0] and onsets[3] == onsets[0]
 
 
 def test_lambda_zero_gives_the_piece_back_and_one_moves_mode_tempo_and_dynamics(composer):
