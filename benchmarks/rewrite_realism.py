@@ -47,8 +47,8 @@ def main() -> None:
     the_judge, _ = fit_judge(real, conf)
     val, test = (np.flatnonzero(real.splits == s) for s in ("val", "test"))
     by_q = judge.quadrants(real.labels[val])
-    clips = [int(i) for q in range(4) for i in val[by_q == q][: args.clips]]
-    quadrant = {i: int(q) for q in range(4) for i in val[by_q == q][: args.clips]}
+    quadrant = {int(i): q for q in range(4) for i in val[by_q == q][: args.clips]}  # clip -> its quadrant
+    clips = list(quadrant)
     sources = [real.sources[i] for i in clips]
     test_grids, test_sources = [real.grids[i] for i in test], [real.sources[i] for i in test]
     feature = {name: realism.FEATURES.index(name) for name in SHOWN}

@@ -182,15 +182,15 @@ class MelodyHold:
     def _voicing(self, keep: np.ndarray, kind: np.ndarray, value: np.ndarray, s: int, melody_here: bool) -> np.ndarray:
         """With the onsets held (the source's, or those of a repeated bar), at grid step s:
         pitches until the onset has as many notes as are held there (the melody's among them),
-        then none. Among the pitches,
-        each rule in turn narrows them while any is left: not struck here already (a file
-        keeps one), within an octave of the source's notes here, not still sounding (struck
-        again, the sounding note would end there, `Grid.playable`), within REACH of them, low
-        enough to sound the shortest of the source's lengths left here below the melody.
+        then none. Among the pitches, each rule in turn narrows them while any is left: not struck
+        here already (a file keeps one), within an octave of the source's notes here, not still
+        sounding (struck again, the sounding note would end there, `Grid.playable`), within REACH
+        of them, low enough to sound the shortest of the source's lengths left here below the
+        melody.
         choice: left to the model, re-voiced EMOPIA clips had a sixth fewer notes than their
         sources, shorter and lower, and the realism test told them from real music in 0.79 of
-        cases; held so, 0.44, where the sources themselves score 0.35 (80 val clips, lambda 0
-        and 0.25, two seeds; benchmarks/rewrite_realism.py)."""
+        cases; held so, 0.44, where the sources themselves score 0.35 (80 val clips, lambda 0 and
+        0.25, two seeds; benchmarks/rewrite_realism.py)."""
         if self.chord[s] - self.here - melody_here <= 0:
             return keep & (kind != PITCH)
         idx = np.flatnonzero(keep & (kind == PITCH))
