@@ -4,19 +4,20 @@ writes the rest of each bar around them, never at or above the melody where it s
 Per sequence, `MelodyHold` narrows what the grammar (`sampling.Grammar`) allows at each step:
 pitches only below the melody note sounding there (and, when the source's harmony is held, only on
 the pitch classes of the source's notes struck there), an accompaniment note only as long as it
-stays below every melody note it would sound under, room kept in the bar's L tokens for the melody
-notes still to come. When the source's rhythm is held, its texture is too: each onset gets as many
-notes as the source struck there, with the source's lengths there, near the source's register and
-on keys not still sounding (`_voicing`). What the model draws to move on is moved, not forbidden,
-so that forcing the melody adds no notes of its own: a Position or bar end past the next melody
-onset becomes that onset, and with the source's rhythm held, any becomes the source's next onset.
-At a melody onset the model may first add notes below the melody; whatever else it draws there (a
-higher pitch, the next Position, the bar's end) becomes the melody note, whose velocity and
-duration follow as fixed tokens. So every melody note is placed by construction. A budget can cap
-the other notes per bar; once it is spent only the melody is left to write. Where the model writes
-the rhythm, a bar that repeats an earlier one in the source (its onsets and its melody's) repeats
-the onsets the rewrite wrote there, with as many notes at each: a phrase played twice is rewritten
-to the same rhythm twice.
+stays below every melody note it would sound under (one drawn longer is held until the melody
+comes down to it), room kept in the bar's L tokens for the melody notes still to come. When the
+source's rhythm is held, its texture is too: each onset gets as many notes as the source struck
+there, with the source's lengths there, near the source's register and on keys not still sounding
+(`_voicing`). What the model draws to move on is moved, not forbidden, so that forcing the melody
+adds no notes of its own: a Position or bar end past the next melody onset becomes that onset, and
+with the source's rhythm held, any becomes the source's next onset. At a melody onset the model
+may first add notes below the melody; whatever else it draws there (a higher pitch, the next
+Position, the bar's end) becomes the melody note, whose velocity and duration follow as fixed
+tokens. So every melody note is placed by construction. A budget can cap the other notes per bar;
+once it is spent only the melody is left to write. Where the model writes the rhythm, a bar that
+repeats an earlier one in the source (its onsets and its melody's) repeats the onsets the rewrite
+wrote there, with as many notes at each: a phrase played twice is rewritten to the same rhythm
+twice.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class MelodyHold:
             self.chord, self.lengths, self.low = np.zeros(total + 1, np.int64), None, None
         # per key, the step where the note last written on it begins, and where it ends
         self.struck, self.until = np.full(128, -1, np.int64), np.zeros(128, np.int64)
+        self.longest = 1 << 30
         self.held_rhythm, self.room = source is not None, True
         self.repeats = repeats or []
         self.wrote_at: list[dict[int, int]] = []  # per bar decoded, notes written at each position
@@ -153,10 +155,12 @@ class MelodyHold:
         if state == AFTER_VELOCITY:  # an accompaniment note's length: it must stay below
             s = base + pos
             under = np.flatnonzero(self.ceiling[s + 1 : s + 1 + int(self.steps[-1])] <= self.last_pitch)
-            longest = int(under[0]) + 1 if len(under) else int(self.steps[-1])
-            dur = np.flatnonzero((kind == DURATION) & (value > 0))  # the shortest is always allowed
-            keep[dur[self.steps[value[dur]] > longest]] = False
-            if self.lengths is not None:  # a length of the source's notes here not yet taken, if one fits
+            self.longest = longest = int(under[0]) + 1 if len(under) else int(self.steps[-1])
+            # a longer length drawn is cut to it (`settle`); with the source's lengths held, a
+            # length of the source's notes here not yet taken, if one fits
+            if self.lengths is not None:
+                dur = np.flatnonzero((kind == DURATION) & (value > 0))  # the shortest is always allowed
+                keep[dur[self.steps[value[dur]] > longest]] = False
                 durs = keep & (kind == DURATION)
                 theirs = durs.copy()
                 theirs[durs] = self.lengths[s, value[durs]] > 0
@@ -269,6 +273,9 @@ class MelodyHold:
             self.written += 1
         elif v.kind[token] == DURATION:
             s, dur = int(self.starts[self.t]) + pos, int(v.value[token])
+            if self.steps[dur] > self.longest and dur > 0:  # held until the melody comes down to it
+                dur = max(int(np.searchsorted(self.steps, self.longest, side="right")) - 1, 0)
+                token = int(token - v.value[token] + dur)
             self.until[self.last_pitch] = s + int(self.steps[dur])
             if self.lengths is not None:
                 self.lengths[s, dur] = max(self.lengths[s, dur] - 1, 0)

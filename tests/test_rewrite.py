@@ -162,6 +162,22 @@ def test_below_half_way_a_key_still_sounding_is_not_struck_again(composer):
     assert allowed == {43, 48, 52, 55, 60}  # C, E, G near the source's triad, but not the C still held
 
 
+def test_a_note_drawn_longer_than_it_may_sound_under_the_melody_is_held_until_the_melody_comes_down(composer):
+    from emocompose.sampling import AFTER_VELOCITY
+    from emocompose.tokenizer import DURATION
+
+    v, cfg = composer.tok.vocab, composer.tok.config
+    g = grid_of(composer, [(0, False, [(72, 90, 0, 2), (60, 90, 2, 4)])])
+    hold = MelodyHold(v, find_melody(g, cfg), g.bar_starts)
+    durations = np.arange(len(cfg.duration_bins)) + v.dur0 + PIANO * len(cfg.duration_bins)
+    hold.settle(v.pitch0 + 128 * PIANO + 64, 0, True)  # E4 under the first melody note
+    hold.settle(v.vel0 + PIANO * cfg.velocity_bins + 5, 0, False)
+    ids, _, _ = hold.restrict(durations, 0, AFTER_VELOCITY)
+    assert len(ids) == len(durations)  # any length may be drawn ...
+    cut = hold.settle(int(durations[-1]), 0, False)  # ... and the longest is cut where C4 begins
+    assert v.kind[cut] == DURATION and cfg.duration_array[v.value[cut]] == 8
+
+
 def test_a_bar_too_full_of_melody_is_named(composer):
     g = grid_of(composer, [(0, False, [(60 + i % 12, 80, i / 4, i / 4 + 0.25) for i in range(20)])])  # 16ths
     mel = find_melody(g, composer.tok.config)
