@@ -66,6 +66,11 @@ def main() -> None:
     head = f"{'lambda':>6} {'seed':>4} {'realism':>7} {'reached':>7} {'melody':>6} {'onsets':>6} {'pcs':>5} {'notes':>5}  "
     print(head + "  ".join(f"{n:>19}" for n in SHOWN) + "   telling features")
     rows = {lam: [] for lam in args.lambdas}
+
+    def line(lam, seed, row) -> str:
+        return (f"{lam:>6} {seed:>4} " + " ".join(f"{x:>{w}.3f}" for x, w in zip(row[:6], (7, 7, 6, 6, 5, 5)))
+                + "  " + "  ".join(f"{x:>19.2f}" for x in row[6:]))  # fmt: skip
+
     for seed in args.seeds:
         with Timer() as t:
             outs = []
@@ -86,14 +91,11 @@ def main() -> None:
                    np.mean([a["onset_similarity"] for a in alike]),
                    np.mean([a["pitch_class_similarity"] for a in alike]), notes, *shown(grids)]  # fmt: skip
             rows[lam].append(row)
-            print(f"{lam:>6} {seed:>4} " + " ".join(f"{x:>{w}.3f}" for x, w in zip(row[:6], (7, 7, 6, 6, 5, 5)))
-                  + "  " + "  ".join(f"{x:>19.2f}" for x in row[6:]) + "   " + ", ".join(told["most_telling"][:3]))  # fmt: skip
+            print(line(lam, seed, row) + "   " + ", ".join(told["most_telling"][:3]))
         print(f"  (seed {seed}: {t.seconds:.0f} s)")
     print("\nmean over the seeds")
     for lam, r in rows.items():
-        m = np.mean(r, 0)
-        print(f"{lam:>6} {'':>4} " + " ".join(f"{x:>{w}.3f}" for x, w in zip(m[:6], (7, 7, 6, 6, 5, 5)))
-              + "  " + "  ".join(f"{x:>19.2f}" for x in m[6:]))  # fmt: skip
+        print(line(lam, "", np.mean(r, 0)))
 
 
 if __name__ == "__main__":

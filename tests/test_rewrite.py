@@ -205,9 +205,9 @@ def test_instruments_and_drums_come_back(composer):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_from_half_way_a_bar_repeated_in_the_source_repeats_the_rewrites_rhythm(composer, seed):
-    """Bars 1 and 3 repeat bar 0's onsets and melody rhythm (bar 3 with other pitches): at
-    lambda 0.5 and 1 the model writes the rhythm under the melody, and writes it again there;
-    bar 2 (other onsets) is its own."""
+    """Bars 1 and 3 repeat bar 0's onsets and melody rhythm (bar 3 with other pitches), bar 2
+    does not: at lambda 0.5 and 1 the model writes the rhythm under the melody, and writes it
+    again in bars 1 and 3."""
     bar = lambda b, root, tune_: [(root + d, 60, 4 * b + k + 0.5, 4 * b + k + 1) for k in range(4) for d in (0, 4)] + \
         [(p, 90, 4 * b + k, 4 * b + k + 1) for k, p in enumerate(tune_)]  # noqa: E731
     other = [(48, 60, 8 + k / 2, 8 + k / 2 + 0.5) for k in range(8)] + [(72, 90, 8, 12)]
