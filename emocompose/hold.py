@@ -89,13 +89,12 @@ class MelodyHold:
             self.chord, self.lengths, self.low = np.zeros(total + 1, np.int64), None, None
         # per key, the step where the note last written on it begins, and where it ends
         self.struck, self.until = np.full(128, -1, np.int64), np.zeros(128, np.int64)
-        self.longest = 1 << 30
         self.held_rhythm, self.room = source is not None, True
         self.repeats = repeats or []
         self.wrote_at: list[dict[int, int]] = []  # per bar decoded, notes written at each position
         self.bars = [np.flatnonzero(melody.bar == t) for t in range(len(bar_starts) - 1)]
         self.melody = melody
-        self.steps = c.duration_array
+        self.steps, self.fit = c.duration_array, c.fit_table
         self.vel_id = vocab.vel0 + PIANO * c.velocity_bins
         self.dur_id = vocab.dur0 + PIANO * len(c.duration_bins)
         self.start_bar(0)
@@ -152,22 +151,19 @@ class MelodyHold:
             keep &= kind != TEMPO
         if self.every_onset and state in PLACES and not self._spent():
             keep = self._voicing(keep, kind, value, base + pos, p is not None and p[0] == pos)
-        if state == AFTER_VELOCITY:  # an accompaniment note's length: it must stay below
+        # an accompaniment note's length must stay below the melody: one drawn longer is cut in
+        # `settle`; with the source's lengths held, one of theirs here not yet taken, if one fits
+        if state == AFTER_VELOCITY and self.lengths is not None:
             s = base + pos
-            under = np.flatnonzero(self.ceiling[s + 1 : s + 1 + int(self.steps[-1])] <= self.last_pitch)
-            self.longest = longest = int(under[0]) + 1 if len(under) else int(self.steps[-1])
-            # a longer length drawn is cut to it (`settle`); with the source's lengths held, a
-            # length of the source's notes here not yet taken, if one fits
-            if self.lengths is not None:
-                dur = np.flatnonzero((kind == DURATION) & (value > 0))  # the shortest is always allowed
-                keep[dur[self.steps[value[dur]] > longest]] = False
-                durs = keep & (kind == DURATION)
-                theirs = durs.copy()
-                theirs[durs] = self.lengths[s, value[durs]] > 0
-                if theirs.any():
-                    keep = theirs
-                elif durs.any():  # none fits: as long as it may sound below the melody
-                    keep = durs & (value == value[durs].max())
+            dur = np.flatnonzero((kind == DURATION) & (value > 0))  # the shortest is always allowed
+            keep[dur[self.steps[value[dur]] > self._longest(s)]] = False
+            durs = keep & (kind == DURATION)
+            theirs = durs.copy()
+            theirs[durs] = self.lengths[s, value[durs]] > 0
+            if theirs.any():
+                keep = theirs
+            elif durs.any():  # none fits: as long as it may sound below the melody
+                keep = durs & (value == value[durs].max())
         if self._spent():  # the bar's other notes are written: only the melody is left
             keep &= (kind != PITCH) & ~((kind == POSITION) & (value != (p[0] if p is not None else -1)))
         self.room = bool((kind == POSITION).any())  # a Position may come here: room for one more note
@@ -272,10 +268,9 @@ class MelodyHold:
             self._wrote(pos)
             self.written += 1
         elif v.kind[token] == DURATION:
-            s, dur = int(self.starts[self.t]) + pos, int(v.value[token])
-            if self.steps[dur] > self.longest and dur > 0:  # held until the melody comes down to it
-                dur = max(int(np.searchsorted(self.steps, self.longest, side="right")) - 1, 0)
-                token = int(token - v.value[token] + dur)
+            s, drawn = int(self.starts[self.t]) + pos, int(v.value[token])
+            dur = min(drawn, int(self.fit[self._longest(s)]))  # held until the melody comes down to it
+            token = int(token - drawn + dur)
             self.until[self.last_pitch] = s + int(self.steps[dur])
             if self.lengths is not None:
                 self.lengths[s, dur] = max(self.lengths[s, dur] - 1, 0)
@@ -283,6 +278,11 @@ class MelodyHold:
             token = self._move_on(token, pos)
             self.here = 0
         return token
+
+    def _longest(self, s: int) -> int:
+        """The most grid steps the note just pitched at step s may sound below the melody."""
+        under = np.flatnonzero(self.ceiling[s + 1 : s + 1 + int(self.steps[-1])] <= self.last_pitch)
+        return int(under[0]) + 1 if len(under) else int(self.steps[-1])
 
     def _wrote(self, pos: int) -> None:
         self.here += 1
