@@ -83,7 +83,7 @@ class Grid:
         same = runs(order)
         nxt = np.full(len(on), int(self.bar_positions.sum()))
         nxt[order[:-1][same]] = on[order[1:][same]]
-        fit = np.maximum(np.searchsorted(bins, nxt - on, side="right") - 1, 0)
+        fit = config.fit_table[np.clip(nxt - on, 0, bins[-1])]  # the largest bin that ends by the next strike
         g = replace(self, dur=np.minimum(self.dur, fit))
         return g if keep.all() else g.take(keep)
 
