@@ -140,6 +140,8 @@ class TrainedModel:
 
         from emocompose.sampling import decode_bars
 
+        if not len(plans):  # nothing asked (e.g. evaluate with --scores 0)
+            return []
         if isinstance(z_r, (list, tuple)):  # rows past a piece's end are never read
             z_r, z_k = (torch.nn.utils.rnn.pad_sequence(list(z), batch_first=True) for z in (z_r, z_k))
         mems, mem_lens = memory or (None, None)

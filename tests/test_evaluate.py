@@ -90,6 +90,16 @@ def test_probe_reads_a_linear_code_and_not_noise():
     assert _probe(x, rng.integers(0, 3, 400), fit, 3) < 0.5  # chance is 1/3
 
 
+def test_evaluate_leaves_out_what_is_asked_for_as_none(tiny_model, tiny_dataset, tmp_path):
+    """--clips 0 --scores 0 --trajectories 0: generated pieces alone, as the help says."""
+    r = run_cli("evaluate", "--data", tiny_dataset, "--model", tiny_model, "--out", tmp_path / "rep", "--pieces", "1",
+                "--bars", "2", "--clips", "0", "--scores", "0", "--trajectories", "0", "--json", timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    rep = json.loads(r.stdout)
+    assert rep["transform"]["clips"] == 0 and rep["swap"]["key"]["pairs"] == 0 and rep["scores"]["scores"] == []
+    assert rep["control"]["arousal"]["n"] == 4
+
+
 def test_evaluate_end_to_end(tiny_model, tiny_dataset, tmp_path):
     out = tmp_path / "rep"
     (out / "samples").mkdir(parents=True)
