@@ -1,11 +1,12 @@
 """What `transform` does to real pieces, at each lambda: EMOPIA `val` clips moved toward their
-opposite quadrant, measured for what a composer keeps (melody, onsets, pitch classes, notes and
-notes per onset against the source's), how far the rewrite gets (evaluate's emotion judge) and
-whether it passes for real music (the realism test against EMOPIA `test` clips; the sources
-themselves are the floor, rewrites grouped by their source's song).
+opposite quadrant (or across one axis, `--toward valence` or `arousal`), measured for what a
+composer keeps (melody, onsets, pitch classes, notes and notes per onset against the source's),
+how far the rewrite gets (evaluate's emotion judge) and whether it passes for real music (the
+realism test against EMOPIA `test` clips; the sources themselves are the floor, rewrites grouped
+by their source's song).
 
     python benchmarks/rewrite_realism.py --data data/all [--model PATH] [--clips 20] \\
-        [--lambdas 0 0.25 0.5 1] [--seeds 0 1] [--keep melody]
+        [--lambdas 0 0.25 0.5 1] [--seeds 0 1] [--keep melody] [--toward opposite]
 
 `evaluate` measures the same on `test` clips (its `rewrites` section); this script keeps the
 test split for the final figures and so reads `val`, with more clips and seeds than evaluate
@@ -33,11 +34,13 @@ def main() -> None:
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--keep", default="melody", help="transform's --keep")
+    ap.add_argument("--toward", default="opposite", choices=("opposite", "arousal", "valence"),
+                    help="the target: the opposite quadrant, or the quadrant across this axis alone")
     args = ap.parse_args()
 
     from emocompose import judge, realism
     from emocompose.compose import Composer
-    from emocompose.emotions import NAMES, opposite
+    from emocompose.emotions import EMOTIONS, NAMES, emotion_of
     from emocompose.likeness import likeness
     from emocompose.real_music import fit_judge, load_real
 
@@ -45,6 +48,12 @@ def main() -> None:
     conf = c.tok.config
     real = load_real(args.data, c.tok, args.bars)
     the_judge, _ = fit_judge(real, conf)
+    flip = {"opposite": (1, 1), "arousal": (1, 0), "valence": (0, 1)}[args.toward]
+
+    def target(q: int) -> str:
+        a, v = EMOTIONS[NAMES[q]]
+        return emotion_of(a ^ flip[0], v ^ flip[1])
+
     val, test = (np.flatnonzero(real.splits == s) for s in ("val", "test"))
     by_q = judge.quadrants(real.labels[val])
     quadrant = {int(i): q for q in range(4) for i in val[by_q == q][: args.clips]}  # clip -> its quadrant
@@ -58,7 +67,7 @@ def main() -> None:
         return f[:, [feature[n] for n in SHOWN]].mean(0)
 
     src_grids = [real.grids[i] for i in clips]
-    print(f"model {c.trained.path}; {len(clips)} val clips toward the opposite quadrant, keep {args.keep}, "
+    print(f"model {c.trained.path}; {len(clips)} val clips toward the {args.toward} quadrant, keep {args.keep}, "
           f"seeds {args.seeds}; realism against {len(test)} test clips")
     print("sources: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(SHOWN, shown(src_grids))))
     floor = realism.compare(src_grids, test_grids, test_sources, src_grids, sources, conf, 0, generated_sources=sources)
@@ -76,7 +85,7 @@ def main() -> None:
             outs = []
             for k in range(0, len(clips), 8):
                 part = clips[k : k + 8]
-                jobs = [(real.grids[i], [(opposite(NAMES[quadrant[i]]), lam) for lam in args.lambdas],
+                jobs = [(real.grids[i], [(target(quadrant[i]), lam) for lam in args.lambdas],
                          NAMES[quadrant[i]]) for i in part]  # fmt: skip
                 outs += c.transform_pieces(jobs, seed=seed + k, keep=args.keep)
         for j, lam in enumerate(args.lambdas):
@@ -84,7 +93,7 @@ def main() -> None:
             told = realism.compare(grids, test_grids, test_sources, src_grids, sources, conf, seed,
                                    generated_sources=sources)  # fmt: skip
             judged = judge.quadrants((the_judge.prob_high(judge.features_of(grids, conf)) >= 0.5).astype(int))
-            reached = np.mean([jq == NAMES.index(opposite(NAMES[quadrant[i]])) for jq, i in zip(judged, clips)])
+            reached = np.mean([jq == NAMES.index(target(quadrant[i])) for jq, i in zip(judged, clips)])
             alike = [likeness(s, g, conf) for s, g in zip(src_grids, grids)]
             notes = np.mean([g.n_notes / max(s.n_notes, 1) for s, g in zip(src_grids, grids)])
             row = [told["accuracy"], reached, np.mean([a["melody_kept"] for a in alike]),

@@ -39,7 +39,8 @@ def main() -> None:
     from emocompose import presets
     from emocompose.compose import Composer
     from emocompose.emotions import EMOTIONS
-    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, describe_pieces, keys_heard
+    from emocompose.evaluate import NAMES, EvalConfig, Evaluation, keys_heard
+    from emocompose.features import describe_pieces
     from emocompose.real_music import load_real
     from emocompose.judge import quadrants
 

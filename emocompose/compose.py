@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from emocompose import emotions, latents, rewrite, trajectory
 from emocompose.errors import InputError, UsageError, check_share
 from emocompose.features import KEY_NAMES, global_key, parse_key
-from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, KEY_SPREAD, MODE_LAMBDA,
+from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, KEY_SPREAD,
                                 SWAP, TRANSFORM, SamplingConfig)
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
@@ -243,7 +243,9 @@ class Composer:
         again around its melody (`keep="melody"`, see `rewrite`) or from the latents alone
         (`keep="none"`); meter and instruments are kept, tempo follows the target's arousal.
         With the melody kept, lam below 0.5 holds the source's rhythm and harmony too: lam = 0
-        gives the piece back re-voiced from its own latents."""
+        gives the piece back re-voiced from its own latents; from 0.5 a target of the piece's
+        arousal holds its rhythm and its harmony moved into the target's mode
+        (`rewrite.holds_rhythm`)."""
         return self.transform_many(grid, [(to, lam)], source=source, seed=seed, temperature=temperature,
                                    top_p=top_p, paper=paper, candidates=candidates, keep=keep)[0]  # fmt: skip
 
@@ -281,22 +283,22 @@ class Composer:
                 heard = emotions.EMOTIONS[info["source_emotion"]]
                 target = trajectory.bar_levels(segments)  # per bar, (arousal, valence) in {0, 1}
                 mel = rewrite.held_melody(grid, config, target, lam) if keep == "melody" else None
+                # the source whose rhythm and harmony are held, if any (else the model writes them)
+                held = rewrite.held_source(view, config, target, lam) if rewrite.holds_rhythm(target, heard, lam) else None
                 budget = None
                 if mel is not None:
                     check_room(mel, grid.n_bars, config.max_bar_tokens)
-                    if lam >= MODE_LAMBDA:  # below it the held rhythm bounds the notes already
+                    if held is None:  # a held rhythm bounds the notes already
                         budget = rewrite.note_budget(grid, mel, target, lam)
                 # the paper's operation moves the latents alone: tempo and dynamics stay
                 tempo = grid.bar_tempo if paper else rewrite.tempo_bins(grid, config, target, heard, lam)
-                rows.append((z, info, mel, tempo, budget))
+                rows.append((z, info, mel, tempo, budget, held))
             prepared.append((grid, view, targets, rows, n))
         # every candidate of every target of every piece as one batch, whatever their lengths
         batch = [(k, r) for k, p in enumerate(prepared) for r in p[3] for _ in range(p[4])]
         plans = []
-        for k, (_, info, mel, tempo, budget) in batch:
+        for k, (_, info, mel, tempo, budget, held) in batch:
             view = prepared[k][1]
-            # below half way the source's rhythm and harmony are held too, from there on the model's
-            held = view if info["lambda"] < MODE_LAMBDA else None
             plan = self.trained.plan(replace(view, bar_tempo=tempo), view.n_bars)
             if mel is not None:
                 plan.hold = MelodyHold(self.tok.vocab, mel, view.bar_starts, held, budget=budget,
@@ -325,7 +327,8 @@ class Composer:
         """Rhythm: z_r from B, z_k from A; key: z_k from B, z_r from A. The output has A's bars
         (meter, tempo, instruments); when B is shorter its bars repeat from its start. With
         `keep="melody"` a key swap also carries A's melody into B's key and mode, note for note
-        on A's rhythm (`rewrite.melody_in_key`), and the model writes the rest around it."""
+        on A's rhythm (`rewrite.melody_in_key`), and the model re-voices the rest around it on A's
+        rhythm and texture, its harmony carried there too (`rewrite.view_in_key`)."""
         return self.swap_many(a, b, [feature], seed=seed, temperature=temperature, top_p=top_p, keep=keep)[0]
 
     def swap_many(self, a: Grid, b: Grid, features: list[str], *, seed: int = 0,
@@ -361,7 +364,8 @@ class Composer:
                 if feature == "key" and keep == "melody":
                     mel = rewrite.melody_in_key(a, self.tok.config, key_b)
                     check_room(mel, va.n_bars, self.tok.config.max_bar_tokens)
-                    plan.hold = MelodyHold(self.tok.vocab, mel, va.bar_starts, va, harmony=False)
+                    held = rewrite.view_in_key(va, self.tok.config, key_b)
+                    plan.hold = MelodyHold(self.tok.vocab, mel, va.bar_starts, held)
                 z_r.append(zr)
                 z_k.append(zk)
                 plans.append(plan)

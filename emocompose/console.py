@@ -86,6 +86,11 @@ def print_report(r: dict, out: str) -> None:
     tr = r["transform"]
     if tr["clips"]:
         t.add_row("transform (lambda 1): judged as the target", f"{tr['reached_target']:.2f}", "")
+        by = [tr["told_from_real_by_change"][k] for k in ("valence", "arousal", "both")]
+        if by[0]["accuracy"] is not None:
+            t.add_row("  told from real train clips, changing valence / arousal / both",
+                      " / ".join(f"{m['accuracy']:.2f}" for m in by),
+                      " / ".join(f"{m['real_against_real']:.2f}" for m in by) + " (the sources)")  # fmt: skip
         lam = tr["lambda"]
         t.add_row(f"  toward the opposite, lambda {' '.join(f'{x:g}' for x in lam['values'])}",
                   " ".join(f"{x:.2f}" for x in lam["reached_opposite"]), "")  # fmt: skip
@@ -106,7 +111,8 @@ def print_report(r: dict, out: str) -> None:
         if not s["pairs"]:
             continue
         t.add_row(f"swap {feature}: rhythm cosine to A / B", f"{s['rhythm_to_a']:.2f} / {s['rhythm_to_b']:.2f}", "")
-        t.add_row(f"swap {feature}: key cosine to A / B", f"{s['key_to_a']:.2f} / {s['key_to_b']:.2f}", "")
+        t.add_row(f"swap {feature}: key cosine to A / B; B's key heard", f"{s['key_to_a']:.2f} / {s['key_to_b']:.2f}; "
+                  f"{s['key_heard_b']:.2f}", "")  # fmt: skip
     d = r["disentanglement"]
     t.add_row("probe: rhythm from z_r / from z_k", f"{d['rhythm_from_z_r']:.2f} / {d['rhythm_from_z_k']:.2f}",
               f"chance {d['rhythm_chance']:.2f}")  # fmt: skip

@@ -25,12 +25,15 @@ import numpy as np
 
 from emocompose import features, judge, quality, realism
 from emocompose.compose import Composer, check_candidates, check_keep
-from emocompose.emotions import EMOTIONS, NAMES, opposite
+from emocompose.emotions import EMOTIONS, NAMES, index_of, opposite
 from emocompose.errors import UsageError
 from emocompose.presets import BARS, GENERATE, TRANSFORM
 from emocompose.grid import Grid
 from emocompose.likeness import likeness
 from emocompose.real_music import Real, fit_judge
+
+# the kinds of change a transform makes, by which levels (arousal, valence) it flips
+ACROSS = {(0, 1): "valence", (1, 0): "arousal", (1, 1): "both"}
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class Evaluation:
         sweep = []  # per clip: P(high) per axis at each lambda toward the opposite quadrant
         reached = []  # per clip: judged quadrant == opposite quadrant, per lambda
         kept = []  # per clip: cosine of the output's per-bar rhythm to the source's, per lambda
+        at_one = {across: {} for across in ACROSS}  # per kind of change: per clip, its output at lambda 1
         jobs = {q: [(t, 1.0) for t in NAMES if t != NAMES[q]]
                 + [(opposite(NAMES[q]), lam) for lam in cfg.lambdas if lam != 1.0] for q in range(4)}  # fmt: skip
         outs = {}
@@ -217,6 +221,8 @@ class Evaluation:
                 source_rhythm = features.rhythm(r.grids[i])
                 kept.append([_cosine(features.rhythm(out[k].grid), source_rhythm) for k in order])
                 swept[q, i] = [out[k].grid for k in order]
+                for k, t in enumerate(others):
+                    at_one[tuple(int(x != y) for x, y in zip(EMOTIONS[src], EMOTIONS[t]))][q, i] = [out[k].grid]
         t, j, s = np.array(targets_all), np.array(judged_all), np.array(sources_all)
         success = np.full((4, 4), np.nan)
         for q in range(4):
@@ -237,6 +243,10 @@ class Evaluation:
                 "prob_high_valence_moved": _moved(sweep_a, self.clips, 1),
                 "rhythm_to_source": np.array(kept).mean(0).round(4).tolist() if kept else [],
             },
+            # a change of valence alone keeps the source's rhythm, one of arousal rewrites it
+            "told_from_real_by_change": {name: {k: v for k, v in self.rewrite_realism(at_one[a], a).items()
+                                                if k in ("accuracy", "real_against_real")}
+                                         for a, name in ACROSS.items()},  # fmt: skip
         }, swept
 
     def rewrites(self, mine_swept: dict[tuple[int, int], list[Grid]]) -> dict:
@@ -271,16 +281,18 @@ class Evaluation:
             out["ways"][way]["realism"] = self.rewrite_realism(swept)
         return out
 
-    def rewrite_realism(self, swept: dict[tuple[int, int], list[Grid]]) -> dict:
-        """The realism test of rewrites of test clips (at every lambda together, and at each),
-        against as many train clips of each quadrant as there are rewrites toward it (the
-        structure features differ by emotion); the floor is the test clips themselves against
-        the same train clips. A way that wrote music as real as its sources would score the floor."""
+    def rewrite_realism(self, swept: dict[tuple[int, int], list[Grid]], across: tuple[int, int] = (1, 1)) -> dict:
+        """The realism test of rewrites of test clips (at every lambda together, and at each)
+        toward the quadrant `across` the levels flipped (both: the opposite), against as many
+        train clips of each quadrant as there are rewrites toward it (the structure features
+        differ by emotion); the floor is the test clips themselves against the same train clips.
+        A way that wrote music as real as its sources would score the floor."""
         if not swept:
             return {"accuracy": None}
         r, train = self.real, np.flatnonzero(self.real.splits == "train")
         clips = list(swept)
-        toward = np.bincount([NAMES.index(opposite(NAMES[q])) for q, _ in clips], minlength=4) * len(swept[clips[0]])
+        flipped = [index_of(*(x ^ f for x, f in zip(EMOTIONS[NAMES[q]], across))) for q, _ in clips]
+        toward = np.bincount(flipped, minlength=4) * len(swept[clips[0]])
         by_q = judge.quadrants(r.labels[train])
         train = np.concatenate([train[by_q == q][: toward[q]] for q in range(4)])
         against = ([r.grids[i] for i in train], [r.sources[i] for i in train])
@@ -315,9 +327,11 @@ class Evaluation:
             idx = np.arange(a.n_bars) % b.n_bars
             fr_a, fr_b = features.rhythm(a), features.rhythm(b)[idx]
             fk_a, fk_b = _key_onehot(a, self.conf), _key_onehot(b, self.conf)[idx]
+            key_b = features.global_key(b, self.conf)
             for feature, res in zip(sims, results):
                 fr, fk = features.rhythm(res.grid), _key_onehot(res.grid, self.conf)
-                sims[feature].append([_cosine(fr, fr_a), _cosine(fr, fr_b), _cosine(fk, fk_a), _cosine(fk, fk_b)])
+                sims[feature].append([_cosine(fr, fr_a), _cosine(fr, fr_b), _cosine(fk, fk_a), _cosine(fk, fk_b),
+                                      key_b == features.global_key(res.grid, self.conf)])  # fmt: skip
         self._tick("swap", len(sims) * len(pairs))
         out = {}
         for feature, rows in sims.items():
@@ -326,7 +340,8 @@ class Evaluation:
                 continue
             m = np.array(rows).mean(0)
             out[feature] = {"pairs": len(rows), "rhythm_to_a": round(float(m[0]), 4), "rhythm_to_b": round(float(m[1]), 4),
-                            "key_to_a": round(float(m[2]), 4), "key_to_b": round(float(m[3]), 4)}  # fmt: skip
+                            "key_to_a": round(float(m[2]), 4), "key_to_b": round(float(m[3]), 4),
+                            "key_heard_b": round(float(m[4]), 4)}  # fmt: skip
         return out
 
     def latents(self) -> tuple[dict, dict, tuple]:
@@ -389,7 +404,8 @@ class Evaluation:
         per = {}
         for q, name in enumerate(NAMES):
             real_q = [g for g, lab in zip(r.grids, judge.quadrants(r.labels)) if lab == q]
-            per[name] = {"generated": describe_pieces(generated.get(name, []), self.conf), "real": describe_pieces(real_q, self.conf)}
+            per[name] = {"generated": features.describe_pieces(generated.get(name, []), self.conf),
+                         "real": features.describe_pieces(real_q, self.conf)}
         gen_rows = [quality.measure(g, self.conf) for name in NAMES for g in generated.get(name, [])]
         return {"generated": quality.summarise(gen_rows), "real": quality.summarise(real_rows), "per_emotion": per}
 
@@ -475,17 +491,6 @@ def keys_heard(results) -> dict:
     asked, heard = np.array(pairs).T
     return {"key_heard_as_asked": round(float((asked == heard).mean()), 4),
             "mode_heard_as_asked": round(float((features.is_major(asked) == features.is_major(heard)).mean()), 4)}
-
-
-def describe_pieces(grids: list[Grid], config) -> dict:
-    """The README's per-quadrant figures (notes per beat, velocity, major share, pitch range)."""
-    if not grids:
-        return {}
-    d = [features.describe(g, config) for g in grids]
-    return {"pieces": len(grids), "notes_per_beat": round(float(np.mean([x["notes_per_beat"] for x in d])), 3),
-            "mean_velocity": round(float(np.mean([x["mean_velocity"] for x in d])), 2),
-            "major_share": round(float(np.mean([x["key"].endswith("major") for x in d])), 3),
-            "pitch_range": round(float(np.mean([x["pitch_range"] for x in d])), 1)}  # fmt: skip
 
 
 def _pca2(x: np.ndarray) -> np.ndarray:

@@ -194,3 +194,15 @@ def describe(grid: Grid, config: TokenizerConfig, piece: Piece | None = None) ->
         "lowest": int(pitches.min()) if len(pitches) else None,
         "highest": int(pitches.max()) if len(pitches) else None,
     }
+
+
+def describe_pieces(grids: list[Grid], config: TokenizerConfig) -> dict:
+    """`describe`'s figures the README gives per quadrant, over pieces: notes per beat, mean
+    velocity, major share, pitch range."""
+    if not grids:
+        return {}
+    d = [describe(g, config) for g in grids]
+    return {"pieces": len(grids), "notes_per_beat": round(float(np.mean([x["notes_per_beat"] for x in d])), 3),
+            "mean_velocity": round(float(np.mean([x["mean_velocity"] for x in d])), 2),
+            "major_share": round(float(np.mean([x["key"].endswith("major") for x in d])), 3),
+            "pitch_range": round(float(np.mean([x["pitch_range"] for x in d])), 1)}  # fmt: skip

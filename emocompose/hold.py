@@ -2,8 +2,8 @@
 writes the rest of each bar around them, never at or above the melody where it sounds.
 
 Per sequence, `MelodyHold` narrows what the grammar (`sampling.Grammar`) allows at each step:
-pitches only below the melody note sounding there (and, when the source's harmony is held, only on
-the pitch classes of the source's notes struck there), an accompaniment note only as long as it
+pitches only below the melody note sounding there (and, when the source is held, only on the
+pitch classes of its notes struck there), an accompaniment note only as long as it
 stays below every melody note it would sound under (one drawn longer is held until the melody
 comes down to it), room kept in the bar's L tokens for the melody notes still to come. When the
 source's rhythm is held, its texture is too: each onset gets as many notes as the source struck
@@ -49,12 +49,12 @@ class MelodyHold:
     """One sequence's melody, bar by bar, and where it stands in writing it."""
 
     def __init__(self, vocab: Vocab, melody: Melody, bar_starts: np.ndarray, source: Grid | None = None,
-                 harmony: bool = True, budget: np.ndarray | None = None,
-                 repeats: list[int] | None = None):  # fmt: skip
+                 budget: np.ndarray | None = None, repeats: list[int] | None = None):  # fmt: skip
         """`source`: if given, its rhythm is held too (the other notes begin only where the
         source's notes begin, each of its onsets gets as many as the source's while the bar has
-        room, each with one of the lengths of the source's notes there) and, with `harmony`, its
-        harmony (only on the pitch classes of the source's notes that begin there).
+        room, each with one of the lengths of the source's notes there) and its harmony (only on
+        the pitch classes of the source's notes that begin there): a rewrite in another mode or
+        key gives the source carried there (`rewrite.held_source`, `rewrite.view_in_key`).
         `budget`: per bar, the most notes besides the melody's. `repeats`: per bar, the earlier
         bar whose onsets it repeats in the source (`repeated_bars`), or -1; without the source's
         rhythm held, such a bar takes the onsets the rewrite wrote in that bar, and as many notes
@@ -72,8 +72,6 @@ class MelodyHold:
             self.harmony[:] = False
             on = source.onsets
             self.harmony[on, source.pitch % 12] = True
-            if not harmony:
-                self.harmony[:] = True
             self.free = np.zeros(total + 1, bool)
             self.free[on] = True
             self.chord = np.bincount(on, minlength=total + 1)

@@ -100,16 +100,23 @@ def on_top(on: np.ndarray, ends: np.ndarray, pitch: np.ndarray) -> np.ndarray:
 def to_mode(melody: Melody, grid: Grid, config: TokenizerConfig, major: bool | np.ndarray) -> Melody:
     """The melody moved into `major` (or minor) mode by scale degree, each note in its bar's key;
     `major` for the whole piece or per bar."""
+    return replace(melody, pitch=mode_moved(melody.pitch, melody.bar, grid, config, major))
+
+
+def mode_moved(pitch: np.ndarray, bar: np.ndarray, grid: Grid, config: TokenizerConfig,
+               major: bool | np.ndarray) -> np.ndarray:  # fmt: skip
+    """Pitches of `grid`'s bars `bar` moved into `major` (or minor) mode by scale degree, each in
+    its bar's key; `major` for the whole piece or per bar."""
     keys = bar_keys(grid, config)
-    if not len(melody) or not len(keys):
-        return melody
-    key = keys[melody.bar]
-    degree = (melody.pitch - key % 12) % 12
-    wanted = np.broadcast_to(np.asarray(major, bool), (grid.n_bars,))[melody.bar]
+    if not len(pitch) or not len(keys):
+        return pitch
+    key = keys[bar]
+    degree = (pitch - key % 12) % 12
+    wanted = np.broadcast_to(np.asarray(major, bool), (grid.n_bars,))[bar]
     move = np.array([(TO_MAJOR if m else TO_MINOR).get(d, d) - d for d, m in zip(degree.tolist(), wanted.tolist())],
                     np.int64)  # fmt: skip
     move[is_major(key) == wanted] = 0  # bars already in the target mode stay
-    return replace(melody, pitch=np.clip(melody.pitch + move, 0, 127))
+    return np.clip(pitch + move, 0, 127)
 
 
 def piano_view(grid: Grid) -> Grid:

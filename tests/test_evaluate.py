@@ -168,6 +168,7 @@ def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tin
     swap = ev.swap()
     assert swap["rhythm"]["pairs"] == 4 and swap["rhythm"]["rhythm_to_b"] == 1.0 and swap["key"]["key_to_a"] == 1.0
     assert swap["rhythm"]["rhythm_to_a"] < 1.0 and swap["key"]["key_to_b"] < 1.0  # the pairs differ
+    assert swap["rhythm"]["key_heard_b"] == 1.0 and swap["key"]["key_heard_b"] < 1.0  # the outputs are B and A
     tr, swept = ev.transform()
     assert tr["lambda"]["rhythm_to_source"] == [1.0] * 5  # every output is its source
     told = []  # the groups of each realism test: a rewrite is grouped with its source's song
@@ -184,6 +185,8 @@ def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tin
         # rewrites that are their sources pass for real exactly as the sources do (the floor),
         # at each lambda: the same pieces, in the same folds (a source's rewrites share its song's)
         assert m["realism"]["by_lambda"] == [m["realism"]["real_against_real"]] * 5
+    # and at lambda 1 toward each other quadrant, by the levels changed
+    assert all(m["accuracy"] == m["real_against_real"] for m in tr["told_from_real_by_change"].values())
 
     # an output (its source) is judged as a target quadrant only where the judge mistakes the
     # source for it: at most one of the three targets of a clip, none where the judge is right

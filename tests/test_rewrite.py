@@ -130,6 +130,26 @@ def test_below_half_way_each_onset_keeps_its_chord_size_and_lengths(composer, se
     assert np.array_equal(out.playable(cfg).dur, out.dur)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_change_of_valence_alone_keeps_the_source_rhythm_at_any_lambda(composer, seed):
+    """Happy to tense (and happy turning tense over time) keeps arousal: at lambda 0.5 and 1 the
+    rewrite is in the minor mode on the source's onsets, chord sizes and lengths, its C major
+    triads made C minor ones, as a key swap does."""
+    cfg = composer.tok.config
+    bass = [(36, 70, 0, 4), (36, 70, 4, 8)]
+    triads = [(48 + d, 60, b + 0.5, b + 0.75) for b in range(8) for d in (0, 4, 7)]
+    g = grid_of(composer, [(0, False, bass + triads + tune(start=0.0))])
+    lengths = lambda grid: sorted(zip(grid.onsets.tolist(), grid.dur.tolist()))  # noqa: E731
+    classes = lambda grid, bar: set((grid.pitch[grid.bar == bar] % 12).tolist())  # noqa: E731
+    targets = [("tense", 0.5), ("tense", 1.0), ("happy:1,tense:1", 1.0)]
+    for r, (to, _) in zip(composer.transform_many(g, targets, source="happy", seed=seed), targets):
+        assert lengths(r.grid) == lengths(g)
+        assert find_melody(r.grid, cfg).pitch.tolist()[4:6] == [68, 70]  # A flat, B flat: C minor in bar 2
+        assert classes(r.grid, 1) == {0, 3, 7, 8, 10}  # the tune's and C minor's
+        assert classes(r.grid, 0) == ({0, 3, 5, 7} if to == "tense" else {0, 4, 5, 7})
+        assert np.array_equal(r.grid.bar_tempo, g.bar_tempo)
+
+
 def test_below_half_way_a_key_still_sounding_is_not_struck_again(composer):
     """Step by step through the hold: a held C under a whole-note tune takes the source's length,
     the chord at the onset is complete with the melody, and at the next onset the C triad may
@@ -278,6 +298,9 @@ def test_a_key_swap_carries_the_melody_into_the_other_key_and_mode(composer):
         strings = r.grid.track == TRACKS.index("Strings")
         assert set(zip(mel.step.tolist(), mel.pitch.tolist())) == set(zip(r.grid.onsets[strings].tolist(), r.grid.pitch[strings].tolist()))
         assert set(r.grid.onsets.tolist()) <= set(a.onsets.tolist())  # on A's rhythm
+        held = rewrite.view_in_key(piano_view(a), cfg, key)  # and A's harmony carried there
+        assert set(zip(r.grid.onsets.tolist(), (r.grid.pitch % 12).tolist())) <= set(
+            zip(held.onsets.tolist(), (held.pitch % 12).tolist()))
         assert r.info["key"] == ("D major" if key == 2 else "A minor")
     r = composer.swap(a, d_major, "key", seed=1, keep="none")
     assert r.info["keep"] == "none"

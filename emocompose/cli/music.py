@@ -125,8 +125,9 @@ def transform(
     to: str = typer.Option(..., "--to", "-t", help="Target emotion: happy, tense, sad or calm; or emotions over "
                            "time, EMOTION:BARS,... adding up to the piece's bars (calm:8,tense:8)."),
     lam: float = typer.Option(1.0, "--lambda", "-l", help="Strength in [0, 1]: below 0.5 the melody, rhythm and harmony "
-                             "stay and the rest is re-voiced; from 0.5 the mode changes and the rhythm under the melody "
-                             "is rewritten; 1 moves the latents all the way."),
+                             "stay and the rest is re-voiced; from 0.5 the mode changes (the harmony with it) and, "
+                             "where arousal changes too, the rhythm under the melody is rewritten; 1 moves the latents "
+                             "all the way."),
     source: Optional[str] = typer.Option(None, "--from", help="The piece's emotion, if you know it (default: what the model "
                                           "hears in it). Tempo changes only when arousal does."),
     seed: int = SEED_OPT,
