@@ -49,7 +49,7 @@ def check_lambda(lam: float) -> float:
 
 def check_keep(keep: str) -> str:
     if keep not in rewrite.KEEP:
-        raise UsageError(f"keep must be melody or none, got {keep!r}")
+        raise UsageError(f"keep must be {', '.join(rewrite.KEEP[:-1])} or {rewrite.KEEP[-1]}, got {keep!r}")
     return keep
 
 
@@ -282,9 +282,14 @@ class Composer:
                 z, info = latents.shifted_over_time(self.trained, view, segments, lam, src, encoded, paper)
                 heard = emotions.EMOTIONS[info["source_emotion"]]
                 target = trajectory.bar_levels(segments)  # per bar, (arousal, valence) in {0, 1}
-                mel = rewrite.held_melody(grid, config, target, lam) if keep == "melody" else None
+                mel = rewrite.held_melody(grid, config, target, lam) if keep != "none" else None
                 # the source whose rhythm and harmony are held, if any (else the model writes them)
-                held = rewrite.held_source(view, config, target, lam) if rewrite.holds_rhythm(target, heard, lam) else None
+                held = None
+                if rewrite.holds_rhythm(target, heard, lam):
+                    held = rewrite.held_source(view, config, target, lam)
+                elif keep == "texture":
+                    held = rewrite.retimed(rewrite.held_source(view, config, target, lam), config, mel,
+                                           target[:, 0] - heard[0], lam)  # fmt: skip
                 budget = None
                 if mel is not None:
                     check_room(mel, grid.n_bars, config.max_bar_tokens)
@@ -361,7 +366,7 @@ class Composer:
                 zr, zk = latents.swapped_latents(ea, eb, feature)
                 plan = self.trained.plan(va, va.n_bars)
                 mel = None
-                if feature == "key" and keep == "melody":
+                if feature == "key" and keep != "none":  # A's texture is held either way
                     mel = rewrite.melody_in_key(a, self.tok.config, key_b)
                     check_room(mel, va.n_bars, self.tok.config.max_bar_tokens)
                     held = rewrite.view_in_key(va, self.tok.config, key_b)

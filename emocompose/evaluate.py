@@ -31,9 +31,9 @@ from emocompose.presets import BARS, GENERATE, TRANSFORM
 from emocompose.grid import Grid
 from emocompose.likeness import likeness
 from emocompose.real_music import Real, fit_judge
+from emocompose.rewrite import KEEP
 
-# the kinds of change a transform makes, by which levels (arousal, valence) it flips
-ACROSS = {(0, 1): "valence", (1, 0): "arousal", (1, 1): "both"}
+ACROSS = {(0, 1): "valence", (1, 0): "arousal", (1, 1): "both"}  # a transform's change: the levels it flips
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ class Evaluation:
         self.clips = [[int(i) for i in test[by_q == q][: cfg.clips]] for q in range(4)]
         n_clips = sum(len(c) for c in self.clips)
         self.jobs_per_clip = 3 + sum(lam != 1.0 for lam in cfg.lambdas)
-        # generate, transform, the two other ways of rewriting, swap, the scores, the trajectories
-        self.total = (4 * cfg.pieces + n_clips * self.jobs_per_clip + 2 * n_clips * len(cfg.lambdas) + 2 * n_clips
+        # generate, transform, the other ways of rewriting (KEEP and paper, but this run's), swap, scores, trajectories
+        self.total = (4 * cfg.pieces + n_clips * self.jobs_per_clip + len(KEEP) * n_clips * len(cfg.lambdas) + 2 * n_clips
                       + 4 * cfg.scores + len(cfg.trajectories) * cfg.trajectory_pieces)  # fmt: skip
 
     def _clip_batches(self):
@@ -255,7 +255,7 @@ class Evaluation:
         (`--keep none`, `--keep melody`, the paper's operation) on the same clips and seeds; and
         whether the rewrites pass for real music (`rewrite_realism`)."""
         cfg, r = self.cfg, self.real
-        ways = {"melody": {"keep": "melody"}, "none": {"keep": "none"}, "paper": {"paper": True}}
+        ways = {**{k: {"keep": k} for k in KEEP}, "paper": {"paper": True}}
         mine = "paper" if cfg.paper else cfg.keep
         out = {"lambda": list(cfg.lambdas), "this_run": mine, "ways": {}}
         for way, how in ways.items():

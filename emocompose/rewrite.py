@@ -21,7 +21,9 @@ from emocompose.midi import DRUMS
 from emocompose.presets import MODE_LAMBDA
 from emocompose.tokenizer import TokenizerConfig
 
-KEEP = ("melody", "none")  # what transform holds fixed: the melody, or nothing (the latents alone)
+# what transform holds fixed: the melody; the melody and the source's texture (its rhythm re-timed
+# where arousal changes, `retimed`); or nothing (the latents alone)
+KEEP = ("melody", "texture", "none")
 # Mean velocity of real EMOPIA clips by arousal (high 78, low 54; model issue): at lambda 1 the
 # melody's mean and the other notes' move to the target's, only toward it (a loud piece made
 # happy stays loud).
@@ -30,6 +32,7 @@ TARGET_VELOCITY = {0: 54.0, 1: 78.0}
 # about 18% faster toward high arousal or slower toward low, within what a performer would take.
 TEMPO_STEPS = 3
 DENSER = 0.5  # toward high arousal a rewrite may write up to 1.5x the source's notes per bar at lambda 1
+THIN = 0.4  # toward low arousal `retimed` leaves out up to this share of a bar's accompaniment onsets
 
 
 def per_bar(target, bars: int) -> np.ndarray:
@@ -192,3 +195,50 @@ def gutted(out: Grid, source: Grid) -> str | None:
     if n_out < 0.5 * n_src:
         return f"the output has {n_out} notes against the source's {n_src}: under half"
     return None
+
+
+def retimed(view: Grid, config: TokenizerConfig, melody: Melody, step: np.ndarray, lam: float) -> Grid:
+    """The source (its piano view, `held_source`) with its accompaniment, the notes besides
+    `melody`, re-timed by lam in the bars where arousal changes (`step` per bar: 1 toward high, -1
+    toward low, 0 none). Toward low, up to THIN of a bar's onsets are left out, each time the one
+    closest after the one before it (a run thins, a syncopation stays), and the notes kept sound
+    on to the bar's end, as under the pedal; toward high, up to DENSER as many chords as the bar
+    has onsets are struck again half way (on the eighths) to the next onset, those with the
+    longest gaps first. choice: 80 EMOPIA val clips made the other arousal at lambda 1 (two
+    seeds) were told from real test clips in 0.59 of cases against 0.86 with the rhythm under
+    the melody the model's, and judged the target arousal in 0.89 against 0.93; notes sounding
+    only to the next onset kept, 0.61 and 0.78; onsets on the weakest beats left out (more on the
+    beat), reached 0.70."""
+    on = view.onsets
+    mel = set(zip(melody.step.tolist(), melody.pitch.tolist()))
+    acc = np.array([k not in mel for k in zip(on.tolist(), view.pitch.tolist())], bool)
+    starts, fit, eighth = view.bar_starts, config.fit_table, max(config.positions_per_quarter // 2, 1)
+    longest = len(fit) - 1
+    dur, keep, again = view.dur.copy(), np.ones(view.n_notes, bool), []  # again: (note, onset, duration bin)
+    for t in np.flatnonzero(step).tolist():
+        mine = acc & (view.bar == t)
+        steps = np.unique(on[mine]).tolist()
+        end = int(starts[t + 1])
+        if step[t] < 0:
+            for _ in range(int(round(lam * THIN * len(steps)))):
+                if len(steps) < 2:
+                    break
+                steps.pop(int(np.diff(steps).argmin()) + 1)
+            keep[mine & ~np.isin(on, steps)] = False
+            for i in np.flatnonzero(mine & keep).tolist():
+                dur[i] = max(dur[i], fit[min(end - on[i], longest)])
+        else:
+            gaps = np.diff(steps + [end])
+            for k in np.argsort(-gaps, kind="stable")[: int(round(lam * DENSER * len(steps)))].tolist():
+                half = gaps[k] // 2 // eighth * eighth
+                if half == 0:
+                    break
+                for i in np.flatnonzero(mine & (on == steps[k])).tolist():
+                    dur[i] = min(dur[i], fit[half])
+                    again.append((i, steps[k] + half, min(view.dur[i], fit[min(gaps[k] - half, longest)])))
+    out = replace(view, dur=dur).take(keep)
+    if not again:
+        return out
+    note, at, length = (np.array(x, np.int64) for x in zip(*again))
+    bar = np.searchsorted(starts, at, side="right") - 1
+    return out.merged(replace(view.take(note), bar=bar, pos=at - starts[bar], dur=length.astype(view.dur.dtype)))

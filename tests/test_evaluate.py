@@ -176,8 +176,8 @@ def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tin
     monkeypatch.setattr(realism, "two_sample_accuracy", lambda a, b, ga, gb, **kw: told.append(ga) or test(a, b, ga, gb, **kw))
     ways = ev.rewrites(swept)["ways"]
     songs = {realism.song_of(ev.real.sources[i]) for q in range(4) for i in ev.clips[q]}
-    assert len(told) == 3 * 6 * 3 and all(set(groups) <= songs for groups in told)  # 3 ways, 6 tests of 3 each
-    assert set(ways) == {"melody", "none", "paper"}
+    assert len(told) == 4 * 6 * 3 and all(set(groups) <= songs for groups in told)  # 4 ways, 6 tests of 3 each
+    assert set(ways) == {"melody", "texture", "none", "paper"}
     for m in ways.values():  # each way's outputs are their sources too: all kept, all alike
         for name in ("melody_kept", "melody_on_top", "pitch_class_similarity", "onset_similarity", "notes_ratio"):
             assert m[name] == [1.0] * 5, name

@@ -150,6 +150,38 @@ def test_a_change_of_valence_alone_keeps_the_source_rhythm_at_any_lambda(compose
         assert np.array_equal(r.grid.bar_tempo, g.bar_tempo)
 
 
+def test_retimed_thins_runs_toward_low_arousal_and_strikes_again_toward_high(composer):
+    """Eighth-note chords under a tune: toward low arousal 3 of a bar's 8 onsets go (each the one
+    closest after the one before it) and the rest sound to the bar's end; half notes toward high
+    arousal: the first chord is struck again a quarter later; bars of the same arousal and the
+    melody stay as they are."""
+    cfg = composer.tok.config
+    eighths = [(48 + d, 60, k / 2, k / 2 + 0.5) for k in range(16) for d in (0, 4)]
+    g = grid_of(composer, [(0, False, eighths + tune())])
+    view, mel = piano_view(g), find_melody(g, cfg)
+    out = rewrite.retimed(view, cfg, mel, np.array([-1, 0]), 1.0)
+    acc = lambda grid, bar: sorted((int(p), int(s), int(d)) for p, s, d, b in zip(  # noqa: E731
+        grid.pitch, grid.pos, cfg.duration_array[grid.dur], grid.bar) if b == bar and p < 60)
+    assert acc(out, 0) == [(p, s, 16 - s) for p in (48, 52) for s in (0, 4, 8, 12, 14)]
+    assert acc(out, 1) == acc(view, 1)
+    assert find_melody(out, cfg).pitch.tolist() == mel.pitch.tolist()
+    halves = [(48, 60, 2 * k, 2 * k + 2) for k in range(4)]
+    g = grid_of(composer, [(0, False, halves + tune())])
+    out = rewrite.retimed(piano_view(g), cfg, find_melody(g, cfg), np.array([1, 1]), 1.0)
+    assert acc(out, 0) == acc(out, 1) == [(48, 0, 4), (48, 4, 4), (48, 8, 8)]  # 2 onsets: DENSER * 2 struck again
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_keep_texture_holds_the_source_retimed_where_arousal_changes(composer, seed):
+    cfg = composer.tok.config
+    g = grid_of(composer, [(0, False, [(48 + d, 60, k / 2, k / 2 + 0.5) for k in range(16) for d in (0, 7)] + tune())])
+    r = composer.transform(g, "sad", 1.0, source="happy", seed=seed, keep="texture")
+    held = rewrite.retimed(rewrite.held_source(piano_view(g), cfg, (0, 0), 1.0), cfg,
+                           rewrite.held_melody(g, cfg, (0, 0), 1.0), np.array([-1, -1]), 1.0)  # fmt: skip
+    assert sorted(r.grid.onsets.tolist()) == sorted(held.onsets.tolist()) and r.info["keep"] == "texture"
+    assert len(set(r.grid.onsets.tolist())) < len(set(g.onsets.tolist()))  # thinner: toward low arousal
+
+
 def test_below_half_way_a_key_still_sounding_is_not_struck_again(composer):
     """Step by step through the hold: a held C under a whole-note tune takes the source's length,
     the chord at the onset is complete with the melody, and at the next onset the C triad may
@@ -268,7 +300,7 @@ def test_keep_none_is_the_latents_alone(composer):
 
 def test_cli_keep_and_inputs_with_nothing_to_rewrite(tiny_model, tmp_path):
     r = run_cli("transform", "x.mid", "--to", "sad", "--keep", "tune", "--model", tiny_model)
-    assert r.returncode == EXIT_USAGE and "keep must be melody or none" in r.stderr.decode()
+    assert r.returncode == EXIT_USAGE and "keep must be melody, texture or none" in r.stderr.decode()
     drums = tmp_path / "drums.mid"
     drums.write_bytes(midi_bytes([(0, True, [(36, 100, b, b + 0.5) for b in range(8)])]))
     r = run_cli("transform", str(drums), "--to", "sad", "-o", str(tmp_path / "o.mid"), "--model", tiny_model)

@@ -140,8 +140,10 @@ def transform(
     candidates: Optional[int] = CANDIDATES_OPT,
     paper: bool = PAPER_OPT,
     keep: str = typer.Option("melody", "--keep", help="melody: keep the piece's melody note for note (moved into "
-                             "the target's mode from lambda 0.5) and write the rest around it; none: decode the whole "
-                             "piece from the moved latents (--paper implies none)."),
+                             "the target's mode from lambda 0.5) and write the rest around it; texture: keep its "
+                             "accompaniment's rhythm and chords too, thinned toward low arousal and struck again "
+                             "toward high (the most like your piece, the least far toward the target); none: decode "
+                             "the whole piece from the moved latents (--paper implies none)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output file exists already "
                                        "(rerun a killed batch to finish it; the same seed gives the same bytes)."),  # fmt: skip
     audio: Optional[str] = AUDIO_OPT,
@@ -217,8 +219,8 @@ def swap(
     out: Optional[str] = typer.Option(None, "-o", "--out", help="Output file or -. Default: A_FEATURE_from_B.mid."),
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON_OPT,
-    keep: str = typer.Option("melody", "--keep", help="melody: a key swap carries A's melody, note for note, into "
-                             "B's key and mode; none: the latents alone."),
+    keep: str = typer.Option("melody", "--keep", help="melody (or texture): a key swap carries A's melody, note for "
+                             "note, and its chords into B's key and mode; none: the latents alone."),
     audio: Optional[str] = AUDIO_OPT,
     soundfont: Optional[str] = SOUNDFONT_OPT,
     plot: Optional[str] = PLOT_OPT,
@@ -277,8 +279,8 @@ def evaluate(
 
     An emotion classifier that never sees the model (logistic regression on note features) is
     trained on the data's train split; its accuracy on the test split is the real-music ceiling
-    printed beside every figure. Takes about 4 minutes on 2 CPU cores: with the defaults it decodes
-    about 800 pieces (--clips 0 --scores 0 --trajectories 0 leaves out transform, swap, the scores
+    printed beside every figure. Takes about 6 minutes on 2 CPU cores: with the defaults it decodes
+    about 960 pieces (--clips 0 --scores 0 --trajectories 0 leaves out transform, swap, the scores
     and the emotions over time).
 
     Example: emocompose evaluate --data data/all --out report
