@@ -186,7 +186,7 @@ def test_below_half_way_a_key_still_sounding_is_not_struck_again(composer):
     """Step by step through the hold: a held C under a whole-note tune takes the source's length,
     the chord at the onset is complete with the melody, and at the next onset the C triad may
     not take the key still sounding (a file would end the held note there) and stays near the
-    source's voicing."""
+    source's voicing; with no key left near it, a chord ends short."""
     from emocompose.sampling import AFTER_DURATION, AFTER_POSITION, AFTER_VELOCITY
     from emocompose.tokenizer import DURATION, PITCH
 
@@ -212,6 +212,12 @@ def test_below_half_way_a_key_still_sounding_is_not_struck_again(composer):
     ids, _, _ = hold.restrict(every, 4, AFTER_POSITION)
     allowed = set(v.value[ids[v.kind[ids] == PITCH]].tolist())
     assert allowed == {43, 48, 52, 55, 60}  # C, E, G near the source's triad, but not the C still held
+    hold.settle(pitches[48], 4, True)
+    hold.settle(v.vel0 + PIANO * cfg.velocity_bins + 5, 4, False)
+    hold.settle(int(durs[0]), 4, False)
+    few = np.r_[pitches[[24, 48]], v.pos0 + np.arange(5, 16)]  # left: the key struck here, one two octaves down
+    ids, _, _ = hold.restrict(few, 4, AFTER_DURATION)
+    assert not np.isin(pitches, ids).any()  # the chord ends a note short rather than reach that far
 
 
 def test_a_note_drawn_longer_than_it_may_sound_under_the_melody_is_held_until_the_melody_comes_down(composer):
