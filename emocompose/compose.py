@@ -240,8 +240,9 @@ class Composer:
                   temperature: float = TRANSFORM.temperature, top_p: float = TRANSFORM.top_p, paper: bool = False,
                   candidates: int | None = None, keep: str = "melody") -> Result:  # fmt: skip
         """Shift the piece's latents toward emotion `to` by lam in [0, 1] and decode the piece
-        again around its melody (`keep="melody"`, see `rewrite`) or from the latents alone
-        (`keep="none"`); meter and instruments are kept, tempo follows the target's arousal.
+        again around its melody (`keep="melody"`, see `rewrite`), around its melody and its
+        texture (`keep="texture"`, `rewrite.retimed`) or from the latents alone (`keep="none"`);
+        meter and instruments are kept, tempo follows the target's arousal.
         With the melody kept, lam below 0.5 holds the source's rhythm and harmony too: lam = 0
         gives the piece back re-voiced from its own latents; from 0.5 a target of the piece's
         arousal holds its rhythm and its harmony moved into the target's mode

@@ -252,7 +252,7 @@ class Evaluation:
     def rewrites(self, mine_swept: dict[tuple[int, int], list[Grid]]) -> dict:
         """What each way of rewriting keeps of the clips and how far it gets, toward the
         opposite quadrant at each lambda: this run's way (from `transform`) and the others
-        (`--keep none`, `--keep melody`, the paper's operation) on the same clips and seeds; and
+        (`--keep` melody, texture or none, the paper's operation) on the same clips and seeds; and
         whether the rewrites pass for real music (`rewrite_realism`)."""
         cfg, r = self.cfg, self.real
         ways = {**{k: {"keep": k} for k in KEEP}, "paper": {"paper": True}}

@@ -159,6 +159,7 @@ def transform(
 
     Examples:
       emocompose transform song.mid --to sad --lambda 0.7 -o song_sad.mid
+      emocompose transform song.mid --to calm --keep texture    (its accompaniment thinned, not rewritten)
       emocompose transform song.mid --to happy --keep none      (the latents alone: a freer rewrite)
       emocompose transform song.mid --to calm:8,tense:12        (a 20-bar piece turning from calm to tense)
       emocompose transform clips/ --to calm -o calm/ --json --skip-existing
