@@ -6,7 +6,7 @@ realism test against EMOPIA `test` clips; the sources themselves are the floor, 
 by their source's song).
 
     python benchmarks/rewrite_realism.py --data data/all [--model PATH] [--clips 20] \\
-        [--lambdas 0 0.25 0.5 1] [--seeds 0 1] [--keep melody] [--toward opposite]
+        [--lambdas 0 0.25 0.5 1] [--seeds 0 1] [--keep melody] [--toward both]
 
 `evaluate` measures the same on `test` clips (its `rewrites` section); this script keeps the
 test split for the final figures and so reads `val`, with more clips and seeds than evaluate
@@ -34,13 +34,14 @@ def main() -> None:
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--keep", default="melody", help="transform's --keep")
-    ap.add_argument("--toward", default="opposite", choices=("opposite", "arousal", "valence"),
-                    help="the target: the opposite quadrant, or the quadrant across this axis alone")
+    ap.add_argument("--toward", default="both", choices=("both", "arousal", "valence"),
+                    help="the levels changed: both (the opposite quadrant), or this axis alone")
     args = ap.parse_args()
 
     from emocompose import judge, realism
     from emocompose.compose import Composer
-    from emocompose.emotions import EMOTIONS, NAMES, emotion_of
+    from emocompose.emotions import NAMES, flipped
+    from emocompose.evaluate import ACROSS
     from emocompose.likeness import likeness
     from emocompose.real_music import fit_judge, load_real
 
@@ -48,11 +49,8 @@ def main() -> None:
     conf = c.tok.config
     real = load_real(args.data, c.tok, args.bars)
     the_judge, _ = fit_judge(real, conf)
-    flip = {"opposite": (1, 1), "arousal": (1, 0), "valence": (0, 1)}[args.toward]
-
-    def target(q: int) -> str:
-        a, v = EMOTIONS[NAMES[q]]
-        return emotion_of(a ^ flip[0], v ^ flip[1])
+    across = {name: a for a, name in ACROSS.items()}[args.toward]
+    target = lambda q: flipped(NAMES[q], across)  # noqa: E731
 
     val, test = (np.flatnonzero(real.splits == s) for s in ("val", "test"))
     by_q = judge.quadrants(real.labels[val])
@@ -67,7 +65,7 @@ def main() -> None:
         return f[:, [feature[n] for n in SHOWN]].mean(0)
 
     src_grids = [real.grids[i] for i in clips]
-    print(f"model {c.trained.path}; {len(clips)} val clips toward the {args.toward} quadrant, keep {args.keep}, "
+    print(f"model {c.trained.path}; {len(clips)} val clips changing {args.toward}, keep {args.keep}, "
           f"seeds {args.seeds}; realism against {len(test)} test clips")
     print("sources: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(SHOWN, shown(src_grids))))
     floor = realism.compare(src_grids, test_grids, test_sources, src_grids, sources, conf, 0, generated_sources=sources)

@@ -41,10 +41,15 @@ def heard(q: dict) -> str:
     return emotion_of(int(q["arousal"][1] >= 0.5), int(q["valence"][1] >= 0.5))
 
 
+def flipped(name: str, across: tuple[int, int]) -> str:
+    """The emotion with the levels `across` (arousal, valence; 1: flip it) flipped."""
+    a, v = EMOTIONS[name]
+    return emotion_of(a ^ across[0], v ^ across[1])
+
+
 def opposite(name: str) -> str:
     """The emotion with both levels flipped (happy <-> sad, tense <-> calm)."""
-    a, v = EMOTIONS[name]
-    return emotion_of(1 - a, 1 - v)
+    return flipped(name, (1, 1))
 
 
 def parse_emotion(name: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from emocompose import features, judge, quality, realism
 from emocompose.compose import Composer, check_candidates, check_keep
-from emocompose.emotions import EMOTIONS, NAMES, index_of, opposite
+from emocompose.emotions import EMOTIONS, NAMES, flipped, opposite
 from emocompose.errors import UsageError
 from emocompose.presets import BARS, GENERATE, TRANSFORM
 from emocompose.grid import Grid
@@ -291,8 +291,7 @@ class Evaluation:
             return {"accuracy": None}
         r, train = self.real, np.flatnonzero(self.real.splits == "train")
         clips = list(swept)
-        flipped = [index_of(*(x ^ f for x, f in zip(EMOTIONS[NAMES[q]], across))) for q, _ in clips]
-        toward = np.bincount(flipped, minlength=4) * len(swept[clips[0]])
+        toward = np.bincount([NAMES.index(flipped(NAMES[q], across)) for q, _ in clips], minlength=4) * len(swept[clips[0]])
         by_q = judge.quadrants(r.labels[train])
         train = np.concatenate([train[by_q == q][: toward[q]] for q in range(4)])
         against = ([r.grids[i] for i in train], [r.sources[i] for i in train])
