@@ -202,10 +202,10 @@ class MelodyHold:
         chosen = np.ones(len(idx), bool)
         near = lambda reach: (pitch >= self.low[s] - reach) & (pitch <= self.high[s] + reach)  # noqa: E731
         not_here, not_sounding = self.struck[pitch] != s, self.until[pitch] <= s
-        if self.low is not None and (self.here or melody_here) and not (not_here & near(12)).any():
-            return keep & (kind != PITCH)  # the chord one note short rather than a key far from the source's
         if self.low is None:  # a repeated bar's onsets, without the source's notes to stay near
             rules = (not_here, not_sounding)
+        elif (self.here or melody_here) and not (not_here & near(12)).any():
+            return keep & (kind != PITCH)  # the chord one note short rather than a key far from the source's
         else:
             rules = (not_here, near(12), not_sounding, near(REACH), pitch < self.ceiling[s : s + shortest].min())
         for rule in rules:

@@ -47,6 +47,11 @@ class Melody:
     def __len__(self) -> int:
         return len(self.index)
 
+    def notes_in(self, grid: Grid) -> np.ndarray:
+        """Per note of `grid`, whether it is one of the melody's (at its onset, on its pitch)."""
+        at = set(zip(self.step.tolist(), self.pitch.tolist()))
+        return np.array([k in at for k in zip(grid.onsets.tolist(), grid.pitch.tolist())], bool)
+
     def ceiling(self, total: int, config: TokenizerConfig) -> np.ndarray:
         """(total,) per grid step the pitch of the lowest melody note sounding there (128 where
         none): what the rest of the piece must stay below."""

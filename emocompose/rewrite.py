@@ -101,7 +101,7 @@ def holds_rhythm(target, source: tuple[int, int], lam: float) -> bool:
     below MODE_LAMBDA, and at any lambda where no bar's target arousal differs from the source's.
     Why: arousal is the rhythm's (z_r, model.md), so a change of valence alone is a change of key
     and mode, which the source's rhythm carries as a key swap does."""
-    return lam < MODE_LAMBDA or bool((per_bar(target, 1)[:, 0] == source[0]).all())
+    return lam < MODE_LAMBDA or bool((np.asarray(target)[..., 0] == source[0]).all())
 
 
 def held_source(view: Grid, config: TokenizerConfig, target, lam: float) -> Grid:
@@ -181,8 +181,7 @@ def dynamics(out: Grid, config: TokenizerConfig, mel: Melody | None, arousal, la
     alone."""
     rest = pitched(out)
     if mel is not None and len(mel):
-        at = set(zip(mel.step.tolist(), mel.pitch.tolist()))
-        rest &= np.array([k not in at for k in zip(out.onsets.tolist(), out.pitch.tolist())], bool)
+        rest &= ~mel.notes_in(out)
     vel = out.vel.copy()
     level = np.broadcast_to(np.asarray(arousal, np.int64), (out.n_bars,))
     vel[rest] = _toward_arousal_by_bar(out.vel[rest], out.bar[rest], level, config, lam)
@@ -211,9 +210,7 @@ def retimed(view: Grid, config: TokenizerConfig, melody: Melody, step: np.ndarra
     the melody the model's, and judged the target arousal in 0.89 against 0.93; on one seed, the
     notes kept sounding only to the next onset kept, 0.61 and 0.78, and the onsets on the weakest
     beats left out instead (the rest more on the beat than real music), 0.80 and 0.70."""
-    on = view.onsets
-    mel = set(zip(melody.step.tolist(), melody.pitch.tolist()))
-    acc = np.array([k not in mel for k in zip(on.tolist(), view.pitch.tolist())], bool)
+    on, acc = view.onsets, ~melody.notes_in(view)
     starts, fit, eighth = view.bar_starts, config.fit_table, max(config.positions_per_quarter // 2, 1)
     longest = len(fit) - 1
     dur, keep, again = view.dur.copy(), np.ones(view.n_notes, bool), []  # again: (note, onset, duration bin)
