@@ -608,7 +608,7 @@ def test_keys_still_sounding_at_the_end_of_what_comes_before_stay_held(composer,
     steps = vocab.config.duration_array
     _love_the_piano_played_short(model, vocab, monkeypatch)
     # held keys never yield here (a big chord can make them half of the likely keys: `Held`)
-    monkeypatch.setattr(sampling, "HELD_YIELD", 1.01)
+    monkeypatch.setattr(sampling, "MEANT", 1.01)
     long = len(steps) - 1  # the longest note: it sounds on through the next bars
     held = np.arange(30, 102, 3)  # 24 keys: far under half of the piano's
     n = len(held)
@@ -623,6 +623,44 @@ def test_keys_still_sounding_at_the_end_of_what_comes_before_stay_held(composer,
         grids = [composer.tok.decode(np.concatenate(seq)) for seq in out]
         early[told is None] = sum(int(np.isin(g.pitch[g.onsets < release], held).sum()) for g in grids)
     assert early[False] == 0 and early[True] >= 8, early
+
+
+def test_a_pitch_far_beyond_the_range_played_comes_only_when_the_model_means_it(composer, monkeypatch):
+    """After a prompt in one octave, a key two and a half octaves under it, as likely as each of
+    the octave's (one of thirteen likely pitches), is never drawn; it is drawn with no such rule
+    (`Register`), and drawn when it holds most of the likely pitches' probability."""
+    from emocompose import sampling
+    from emocompose.grid import Grid
+
+    model, vocab = composer.trained.model, composer.tok.vocab
+    steps = vocab.config.duration_array
+    octave = vocab.pitch0 + 128 * PIANO + np.arange(60, 72)
+    far = vocab.pitch0 + 128 * PIANO + np.array([30])
+    short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)
+    logits = model.logits
+    n = len(octave)
+    before = Grid(np.array([16]), np.array([0]), np.zeros(n, np.int64), np.arange(n), np.full(n, PIANO),
+                  octave - octave[0] + 60, np.full(n, 10), np.zeros(n, np.int64))  # fmt: skip
+    cond = torch.randn(8, 3, model.config.d, generator=torch.Generator().manual_seed(0))
+
+    def far_notes(far_logit: float, widen: int) -> int:
+        def loving(h, lo=0, hi=None):
+            out = logits(h, lo, hi)
+            for ids, value in ((octave, 50.0), (far, far_logit), (short, 100.0)):
+                inside = ids[(ids >= lo) & (ids < (hi or len(vocab)))]
+                out[:, inside - lo] = value
+            return out
+
+        monkeypatch.setattr(model, "logits", loving)
+        monkeypatch.setattr(sampling, "WIDEN", widen)
+        plans = [BarPlan([16] * 3, [-1] * 3) for _ in range(8)]
+        out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=1.0, top_p=1.0, seed=2), before=before)
+        return sum(int((composer.tok.decode(np.concatenate(seq)).pitch == 30).sum()) for seq in out)
+
+    widen = sampling.WIDEN
+    assert far_notes(50.0, widen) == 0
+    assert far_notes(50.0, 128) >= 5  # about one note in thirteen
+    assert far_notes(54.0, widen) >= 20  # e^4 times each other key: 0.8 of the likely pitches
 
 
 def test_generated_pieces_are_what_their_files_hold(tiny_model):
