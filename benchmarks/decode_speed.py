@@ -4,9 +4,9 @@ re-runs the decoder over the bar so far for every token, in one run, at batch 1 
     python benchmarks/decode_speed.py [--model PATH] [--preset small] [--bars 8] [--repeat 5]
 
 Both decode with temperature 0 and the same grammar, so they must write the same tokens (checked).
-At batch 1 on an x86 CPU the cached decoding reads int8 weights (`hardware.int8_decoding`), whose
-greedy tokens may part from float32's at a near tie: there a third row, `float`, decodes with
-float32 weights, and it is the one that must match the naive decoder.
+On an x86 CPU the cached decoding reads int8 weights (`hardware.int8_decoding`), whose greedy
+tokens may part from float32's at a near tie: a third row, `float`, decodes with float32 weights,
+and it is the one that must match the naive decoder.
 Without --model, a randomly initialised model of the preset is used (speed does not depend on
 the weights; the number of tokens per bar does, so each line prints it). Peak memory is each
 configuration's maximum resident set, measured in a fresh process.
@@ -82,7 +82,7 @@ def one(mode: str, batch: int, args) -> dict:
     if mode == "float":
         import emocompose.hardware
 
-        emocompose.hardware.int8_decoding = lambda batch, device: False
+        emocompose.hardware.int8_decoding = lambda device: False
     torch.manual_seed(0)
     if args.model:
         c = Composer.load(args.model)
@@ -125,7 +125,7 @@ def main() -> None:
     extra = ["--preset", args.preset, "--bars", str(args.bars), "--repeat", str(args.repeat)]
     extra += ["--model", args.model] if args.model else []
     for batch in (1, 8):
-        modes = ("cached", "float", "naive") if batch == 1 else ("cached", "naive")
+        modes = ("cached", "float", "naive")
         for mode in modes:
             r = subprocess.run([sys.executable, __file__, "--one", mode, str(batch), *extra], capture_output=True, text=True)
             if r.returncode:

@@ -166,8 +166,8 @@ class StepWeights:
     query by the projection and v kept as v - u, and per layer the projected relative encodings
     (h, k, klen) of the distances klen-1 .. 0, transposed for the product with the query.
 
-    `int8`: the products read their weights as int8 (`Product`), for one piece at a time on a
-    CPU (`hardware.int8_decoding`)."""
+    `int8`: the products read their weights as int8 (`Product`), on an x86 CPU
+    (`hardware.int8_decoding`)."""
 
     def __init__(self, stack: XLStack, klen: int, int8: bool = False):
         self.layers, self.int8 = [], int8
@@ -200,17 +200,18 @@ class Product:
     column (`int8`; x rounded to bf16 for the product, the sum in float32). At one row a token's
     time is mostly its weights read from memory (12.6 MB a token for the shipped model at
     float32): int8 reads a quarter of that, and a step took 0.88 against 1.16 ms at batch 1 on
-    the 2-core machine; with more rows the product is arithmetic, and int8 was no faster at 8
-    and slower at 25 (measured). The next-token distributions it gives differ from float32's by
-    6e-5 nats of KL divergence per token (measured on the shipped model)."""
+    the 2-core machine; for batches see `hardware.int8_decoding`. The next-token distributions
+    it gives differ from float32's by 6e-5 nats of KL divergence per token (measured on the
+    shipped model)."""
 
     def __init__(self, w: torch.Tensor, alpha: float = 1.0, int8: bool = False):
         self.alpha, self.w = alpha, w
         if int8:
             wt = w.T.float() * alpha  # (out, in)
             # the scale as the kernel reads it (bf16), and the weights rounded against that scale
+            # (in place: a batch's peak memory is the weights' and these copies')
             self.scale = (wt.abs().amax(1).clamp_min(1e-12) / 127).to(torch.bfloat16)
-            self.q = torch.round(wt / self.scale.float()[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            self.q = wt.div_(self.scale.float()[:, None]).round_().clamp_(-127, 127).to(torch.int8).contiguous()
             self.w = None
 
     def __call__(self, x: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
