@@ -622,11 +622,13 @@ def test_keys_still_sounding_at_the_end_of_what_comes_before_stay_held(composer,
 
 
 def test_a_pitch_far_beyond_the_range_played_comes_only_when_the_model_means_it(composer, monkeypatch):
-    """After a prompt in one octave, a key two and a half octaves under it, as likely as each of
-    the octave's (one of thirteen likely pitches), is never drawn; it is drawn with no such rule
-    (`Register`), and drawn when it holds most of the likely pitches' probability."""
+    """After a prompt in one octave (with drums under it: their notes are sounds, not pitches),
+    a key two and a half octaves under the octave, as likely as each of its keys (one of thirteen
+    likely pitches), is never drawn; it is drawn with no such rule (`Register`), and drawn when it
+    holds most of the likely pitches' probability."""
     from emocompose import sampling
     from emocompose.grid import Grid
+    from emocompose.midi import DRUMS
 
     model, vocab = composer.trained.model, composer.tok.vocab
     steps = vocab.config.duration_array
@@ -634,9 +636,10 @@ def test_a_pitch_far_beyond_the_range_played_comes_only_when_the_model_means_it(
     far = vocab.pitch0 + 128 * PIANO + np.array([30])
     short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)
     logits = model.logits
-    n = len(octave)
-    before = Grid(np.array([16]), np.array([0]), np.zeros(n, np.int64), np.arange(n), np.full(n, PIANO),
-                  octave - octave[0] + 60, np.full(n, 10), np.zeros(n, np.int64))  # fmt: skip
+    n = len(octave) + 4  # the octave's keys at steps 0-11, then a kick, snares and a hi-hat
+    before = Grid(np.array([16]), np.array([0]), np.zeros(n, np.int64), np.arange(n),
+                  np.r_[np.full(12, PIANO), np.full(4, DRUMS)], np.r_[np.arange(60, 72), 35, 38, 40, 42],
+                  np.full(n, 10), np.zeros(n, np.int64))  # fmt: skip
     cond = torch.randn(8, 3, model.config.d, generator=torch.Generator().manual_seed(0))
 
     def far_notes(far_logit: float, widen: int) -> int:
