@@ -10,6 +10,11 @@ options; top_p is the nucleus over pitches; echo and key_spread default to gener
 setting is the baseline the others are read against; all run on the same seeds. Beside the judge
 and the realism test it prints how often a piece is heard in the key it was written toward
 (`features.global_key`), and in that key's mode.
+
+Against the 86 test clips the realism test moves by about 0.03 between seed sets of 100 pieces,
+as much as most settings move it: read a setting over several seeds, or with `--against val+test
+--pieces 71` (284 pieces against 284 clips), where the classifier also has more to learn from and
+reads higher.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ def main() -> None:
     ap.add_argument("--pieces", type=int, default=25, help="pieces per emotion")
     ap.add_argument("--bars", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--against", choices=("test", "val"), default="test",
-                    help="the real clips of the realism test (val: to choose between models without the test split)")
+    ap.add_argument("--against", choices=("test", "val", "val+test"), default="test",
+                    help="the real clips of the realism test (val: to choose between models without the test split; "
+                         "val+test with --pieces 71: 284 pieces against 284 clips, for differences under 0.03)")
     ap.add_argument("--settings", nargs="+", default=["1.0/0.95/1.0/0.6", "1.0/1.0/1.0/0.6", "1.0/0.9/1.0/0.6",
                                                       "1.0/0.85/1.0/0.6", "1.0/1.0/1.0/0.85"])  # fmt: skip
     args = ap.parse_args()
@@ -74,8 +80,8 @@ def main() -> None:
             for name in NAMES:
                 d = describe_pieces(grids[name], c.tok.config)
                 for k in ("notes_per_beat", "mean_velocity", "pitch_range"):
-                    gaps.append((abs(d[k] / real_q[name][k] - 1), f"{name} {k} {d[k]:.1f} (real {real_q[name][k]:.1f})"))
-            worst = max(gaps)
+                    gaps.append((d[k] / real_q[name][k] - 1, f"{name} {k} {d[k]:.1f} (real {real_q[name][k]:.1f})"))
+            worst = max(gaps, key=lambda gap: abs(gap[0]))
             heard = keys_heard(results)
             on_key = "-" if heard["key_heard_as_asked"] is None else \
                 f"{heard['key_heard_as_asked']:.2f} / {heard['mode_heard_as_asked']:.2f}"  # fmt: skip

@@ -390,9 +390,10 @@ class Evaluation:
 
     def realism(self, generated: dict[str, list[Grid]], against: str = "test") -> dict:
         """Generated pieces against the real clips of split `against` (test; val to choose between
-        models); train clips against the same clips as the floor."""
+        models; 'val+test' for both, a test that tells smaller differences apart); train clips
+        against the same clips as the floor."""
         r = self.real
-        real, train = np.flatnonzero(r.splits == against), np.flatnonzero(r.splits == "train")
+        real, train = np.flatnonzero(np.isin(r.splits, against.split("+"))), np.flatnonzero(r.splits == "train")
         return realism.compare([g for name in NAMES for g in generated.get(name, [])],
                                [r.grids[i] for i in real], [r.sources[i] for i in real],
                                [r.grids[i] for i in train], [r.sources[i] for i in train], self.conf, self.cfg.seed)  # fmt: skip

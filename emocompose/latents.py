@@ -51,8 +51,10 @@ def prior_latents(tm: TrainedModel, segments: list[Segment], count: int, seed: i
     offset from the middle of the two components; without a table, the component mean. In a
     trajectory each bar's mean is its segments' means weighted by `trajectory.weights`, so the
     latents glide over `transition` bars; a segment whose valence changes side moves to the
-    parallel key (`segment_keys`). `key_spread` scales z_k's spread around its centre (a share
-    of the prior's, presets.KEY_SPREAD): at the prior's own, a third of pieces came out in
+    parallel key (`segment_keys`). `key_spread` scales the part of z_k's spread that a piece's
+    bars share (a share of the prior's, presets.KEY_SPREAD): how far the piece strays from its
+    key, while each bar moves around the piece as the prior's spread says (bars that share
+    nothing, at coherence 0, are left alone). At the prior's own, a third of pieces came out in
     another key than the one drawn. `paper`: exactly model.md section 5 (bars drawn alone, z_k
     around the component mean, the prior's spread)."""
     import torch
@@ -79,9 +81,11 @@ def prior_latents(tm: TrainedModel, segments: list[Segment], count: int, seed: i
             mean = torch.einsum("bs,scl->cbl", w, torch.stack([m.reshape(-1, m.shape[-1]).expand(count, -1) for m in mids]))
         eps = torch.randn(count, bars, mean.shape[-1], generator=g)
         shared = torch.randn(count, 1, mean.shape[-1], generator=g)
-        eps = coherence**0.5 * shared + (1 - coherence) ** 0.5 * eps
-        spread = latent_temperature * (key_spread if axis == 1 and not paper else 1.0)
-        zs.append(mean + spread * torch.exp(prior.log_std.detach()) * eps.to(tm.device))
+        # key_spread narrows where a piece's key centre lies, not how its bars move around it:
+        # narrowing both made adjacent bars' harmony more alike than real music's (README, "Latent operations")
+        centred = key_spread if axis == 1 and not paper else 1.0
+        eps = centred * coherence**0.5 * shared + (1 - coherence) ** 0.5 * eps
+        zs.append(mean + latent_temperature * torch.exp(prior.log_std.detach()) * eps.to(tm.device))
     return zs[0], zs[1], None if keys is None else torch.stack(keys, 1).tolist()
 
 

@@ -41,14 +41,21 @@ def prior(composer, levels, count, bars, seed=0, latent_temperature=1.0, coheren
     return z_r, z_k, None if keys is None else [k for (k,) in keys]
 
 
-def test_key_spread_scales_z_k_around_its_centre_and_nothing_else(composer):
-    """At key_spread s, z_k strays from where it is centred by s of what it strays at the prior's
-    spread; z_r and the keys drawn are the same; the paper's operations keep the prior's spread."""
+def test_key_spread_scales_how_far_a_piece_strays_from_its_key_not_its_bars_around_it(composer):
+    """At key_spread s, the part of z_k a piece's bars share strays from where it is centred by
+    s of what it strays at the prior's spread, and each bar moves around it as at the prior's
+    spread (bars that share nothing are left alone); z_r and the keys drawn are the same; the
+    paper's operations keep the prior's spread."""
     tm, seg = composer.trained, [Segment(6, (1.0, -1.0))]
     full, half, zero = (latents.prior_latents(tm, seg, 3, 5, key_spread=s) for s in (1.0, 0.5, 0.0))
     assert torch.equal(full[0], half[0]) and torch.equal(full[0], zero[0]) and full[2] == half[2] == zero[2]
     assert not torch.allclose(full[1], zero[1])
     torch.testing.assert_close(half[1] - zero[1], 0.5 * (full[1] - zero[1]))
+    moved = full[1] - zero[1]  # the same for every bar of a piece
+    torch.testing.assert_close(moved, moved[:, :1].expand_as(moved))
+    assert not torch.allclose(zero[1], zero[1][:, :1].expand_as(zero[1]))
+    alone = [latents.prior_latents(tm, seg, 3, 5, coherence=0.0, key_spread=s)[1] for s in (1.0, 0.5)]
+    assert torch.equal(alone[0], alone[1])
     paper = [latents.prior_latents(tm, seg, 3, 5, paper=True, key_spread=s)[1] for s in (1.0, 0.5)]
     assert torch.equal(paper[0], paper[1])
 

@@ -41,9 +41,10 @@ def generate(
                                       "valence). Most pieces land on it; the message names the key heard where not."),
     coherence: float = typer.Option(presets.COHERENCE, help="How much the bars of a piece share their latents, in [0, 1] "
                                     "(0: each bar drawn alone, as in the paper; 1: every bar the same). Real music: about 0.6."),
-    key_spread: Optional[float] = typer.Option(None, help="How far the key latents of a piece stray from its key, "
-                                               f"in [0, 1] of the prior's spread (default {presets.KEY_SPREAD}; 1: "
-                                               "the prior's, as in the paper: a third of pieces then land in another key).",
+    key_spread: Optional[float] = typer.Option(None, help="How far a piece's key latents stray from its key, in "
+                                               f"[0, 1] of the prior's spread (default {presets.KEY_SPREAD}; 1: the "
+                                               "prior's, as in the paper: a third of pieces then land in another key). "
+                                               "Its bars still move around the piece's key as the prior says.",
                                                show_default=False),  # fmt: skip
     echo: Optional[float] = typer.Option(None, help=f"Share of bars, in [0, 1], that repeat the rhythm of the bar "
                                          f"{presets.ECHO_BACK} before them with new notes (default {presets.ECHO}; real "
