@@ -81,17 +81,20 @@ def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
 
 BARS_APART = [[7, 3, 5], [2, 7, 7], [4, 1, 1]]  # the last sequence done 10 tokens before the second
 SHORT_BARS = [[2, 1, 3, 2, 1, 2, 3, 1], [1, 1, 2, 1, 3, 3, 1, 2], [3, 3, 1, 2, 2, 1, 2, 1]]
+FULL_BARS = [[2, 7, 7, 7], [7, 7, 7, 7], [5, 7, 7, 1]]  # bars as long as the room, begun at other columns
 
 
 @pytest.mark.parametrize("layout,capacity,lens", [(False, 7, BARS_APART), (True, 7, BARS_APART), (False, 2, BARS_APART),
-                                                  (False, 7, SHORT_BARS)])  # fmt: skip
+                                                  (False, 7, SHORT_BARS), (False, 7, FULL_BARS)])  # fmt: skip
 def test_step_cache_equals_full_recompute(layout, capacity, lens):
     """Each sequence begins its next bar as soon as its bar ends, so the sequences of a batch
     are at different bars and places in them (one done early, whose row leaves), as in
     `decode_bars`. Also with the weights stored as a model loaded for use stores them
     (`decoding_layout`: the same stack, computing the same); with too little room, so that the
-    buffers grow (capacity 2); and with short bars in ample room, so that the columns still read
-    move far to the front."""
+    buffers grow (capacity 2); with short bars in ample room, so that the columns still read
+    move far to the front; and with bars as long as the room, begun at other columns, so that the
+    columns read span nearly two bars' room. With room for the longest bar the buffers never
+    grow (a doubling is a batch's peak memory)."""
     st = _stack(True)
     lens = torch.tensor(lens)
     (b, t), n, d = lens.shape, int(lens.max()), 16
@@ -103,6 +106,7 @@ def test_step_cache_equals_full_recompute(layout, capacity, lens):
         assert torch.allclose(pk.pad(st(x, lens, cond=cond)[0]), full, atol=1e-6)
     mems, mem_lens = [torch.zeros(b, 1, d) for _ in st.layers], torch.zeros(b, dtype=torch.long)
     cache = StepCache(st, mems, mem_lens, capacity=capacity)
+    room = cache.cap
     # each sequence's tokens in order: (bar, place)
     order = [[(tau, j) for tau in range(t) for j in range(int(lens[i, tau]))] for i in range(b)]
     outs, fewest = torch.zeros(b, t, n, d), b
@@ -121,6 +125,7 @@ def test_step_cache_equals_full_recompute(layout, capacity, lens):
             if s < len(order[i]):
                 outs[(i, *order[i][s])] = y[r]
     assert fewest < b
+    assert (cache.cap > room) == (capacity < n)
     real = torch.arange(n) < lens[..., None]
     assert torch.allclose(outs[real], full[real], atol=1e-5)
 
