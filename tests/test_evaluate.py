@@ -193,6 +193,25 @@ def test_transform_and_swap_figures_compare_each_output_with_the_right_piece(tin
     assert tr["reached_target"] == pytest.approx((1 - ev.judge_report["test"]["quadrant_accuracy"]) / 3, abs=1e-3)
 
 
+def test_realism_reads_the_real_clips_of_the_splits_named(tiny_model, tiny_dataset, tmp_path, monkeypatch):
+    """`val+test` measures against the clips of both splits, and the floor is always train's."""
+    from emocompose import realism
+    from emocompose.compose import Composer
+    from emocompose.evaluate import EvalConfig, Evaluation
+    from emocompose.real_music import load_real
+
+    echo = Echo(Composer.load(tiny_model))
+    ev = Evaluation(echo, load_real(str(tiny_dataset), echo.tok, 2), tmp_path, EvalConfig(pieces=1, bars=2, clips=1))
+    seen = {}
+    monkeypatch.setattr(realism, "compare", lambda g, r, rs, f, fs, *a: seen.setdefault(len(seen), (rs, fs)))
+    for against in ("test", "val", "val+test"):
+        ev.realism({}, against)
+    split_of = dict(zip(ev.real.sources, ev.real.splits))
+    (test, floor), (val, _), (both, floor2) = seen.values()
+    assert {split_of[x] for x in test} == {"test"} and {split_of[x] for x in val} == {"val"}
+    assert sorted(both) == sorted(test + val) and floor == floor2 and {split_of[x] for x in floor} == {"train"}
+
+
 def test_control_counts_the_pieces_heard_in_the_key_written_toward(tiny_model, tiny_dataset, tmp_path):
     """Each generated piece is heard in one key; written toward that key, its relative (the same
     scale, the other mode), its parallel (the other mode) and a neighbour of its mode."""
