@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from conftest import midi_bytes, run_cli, scale
@@ -87,3 +89,16 @@ def test_scores_are_read_through_music21(tmp_path, fmt, suffix):
     info = json.loads(r.stdout)
     assert info["notes"] >= 6 and info["bars"] >= 2
     assert info["key"] == ("G major" if fmt == "abc" else "A minor")
+
+
+def test_bass_share_counts_the_bars_with_a_pitched_note_below_c3():
+    piano = [(36, 70, 0, 4), (60, 80, 0, 1),  # bar 1: a C2 under the melody
+             (64, 80, 4, 5),  # bar 2: the right hand alone
+             (67, 80, 8, 9),  # bar 3: the right hand over a kick drum (a sound, not a bass note)
+             (47, 70, 12, 13), (72, 80, 12, 13),  # bar 4: a B2
+             (48, 70, 16, 17)]  # bar 5: C3 itself is not below C3  # fmt: skip
+    g = grid_of([(0, False, piano), (0, True, [(36, 100, 8, 8.5)])])
+    assert g.n_bars == 5
+    assert F.bass_share(g) == pytest.approx(2 / 5)
+    no_notes = replace(g, bar=g.bar[:0], pitch=g.pitch[:0], track=g.track[:0])
+    assert np.isnan(F.bass_share(no_notes))  # no pitched bar to count
