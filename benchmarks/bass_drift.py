@@ -1,0 +1,114 @@
+"""Does the decoder keep the left hand? How often an onset begins below C3, per quadrant: in real
+clips, as the model predicts it when fed the real notes (teacher-forced, on EMOPIA `val`), and in
+pieces it generates from the prior, by how far into the piece.
+
+    python benchmarks/bass_drift.py --data data/all [--model PATH] [--pieces 25] [--seeds 0 1]
+
+Notes at one onset are written lowest first (`tokenizer`), so the first pitch after a Position
+decides whether the onset has a bass note. A model that predicts that share as the data has it
+when it reads real notes, but writes fewer such onsets bar after bar when it reads its own, drifts
+(the shipped model's sad and tense pieces do; what was tried against it is in `docs/journal.md`,
+session 21). Also printed: the share of bars with any note below C3 (`features.bass_share`, which
+`evaluate` reports per quadrant).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+SPANS = ((0, 1), (1, 3), (3, None))  # bars 1, 2-3, 4 on
+
+
+def onset_bass(grid, config, bars: tuple[int, int | None] = (0, None)) -> float:
+    """The share of the onsets in `bars` whose lowest note is below C3 (drums left out)."""
+    from emocompose.features import BASS, pitched_notes
+
+    n = pitched_notes(grid, config)
+    lo, hi = bars
+    keep = (n.bar >= lo) & (n.bar < (grid.n_bars if hi is None else hi))
+    onset, pitch = n.onset[keep], n.pitch[keep]
+    if not len(onset):
+        return np.nan
+    order = np.argsort(onset, kind="stable")
+    o = onset[order]
+    lowest = np.minimum.reduceat(pitch[order], np.flatnonzero(np.r_[True, o[1:] != o[:-1]]))
+    return float(np.mean(lowest < BASS))
+
+
+def teacher_forced(model, data: str) -> dict[int, tuple[float, float, int]]:
+    """Per quadrant: the model's mean probability that an onset's first pitch is below BASS, the
+    data's share, and the onsets counted, over EMOPIA `val` windows with the posterior means."""
+    import torch
+
+    from emocompose.dataset import Dataset, Windows
+    from emocompose.features import BASS
+    from emocompose.judge import quadrants
+    from emocompose.midi import DRUMS
+    from emocompose.tokenizer import PITCH, POSITION
+    from emocompose.train import TrainConfig
+
+    ds = Dataset(data)
+    win = Windows(ds, TrainConfig(val_windows=10_000))
+    vocab = ds.vocab
+    pitch_ids = np.flatnonzero((vocab.kind == PITCH) & (vocab.track != DRUMS))
+    low = np.isin(np.arange(len(vocab)), pitch_ids[vocab.value[pitch_ids] < BASS])
+    sums: dict[int, list[float]] = {}
+    windows = win.val_windows()
+    with torch.inference_mode():
+        for i in range(0, len(windows), 8):
+            batch = win.collate(windows[i : i + 8], torch, labels=ds.labels)
+            tokens, lens = batch["tokens"], batch["lens"]
+            (mu_r, _, mu_k, _), _ = model.encode(tokens, lens)
+            h, pk, _ = model.decode(tokens, lens, mu_r, mu_k)
+            p = torch.softmax(model.logits(h).float(), -1).numpy()
+            inp = tokens.reshape(-1)[pk.rows].numpy()
+            target = batch["targets"].reshape(-1)[pk.rows].numpy()
+            piece = (pk.rows // tokens[0].numel()).numpy()
+            quadrant = quadrants(batch["labels"].numpy())
+            at = (vocab.kind[inp] == POSITION) & (target >= 0)
+            at &= np.isin(np.where(target >= 0, target, 0), pitch_ids)
+            for r in np.flatnonzero(at):
+                s = sums.setdefault(int(quadrant[piece[r]]), [0.0, 0.0, 0])
+                s[0] += p[r, low].sum() / p[r, pitch_ids].sum()
+                s[1] += float(low[target[r]])
+                s[2] += 1
+    return {q: (a / n, b / n, n) for q, (a, b, n) in sums.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a dataset from `emocompose preprocess` (with EMOPIA's labels)")
+    ap.add_argument("--model", default=None, help="default: the shipped model")
+    ap.add_argument("--pieces", type=int, default=25, help="pieces per emotion and seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = ap.parse_args()
+
+    from emocompose.compose import Composer
+    from emocompose.emotions import NAMES
+    from emocompose.features import bass_share
+    from emocompose.judge import quadrants
+    from emocompose.real_music import load_real
+
+    c = Composer.load(args.model)
+    config = c.tok.config
+    real = load_real(args.data, c.tok, 20)
+    real_q = quadrants(real.labels)
+    forced = teacher_forced(c.trained.model, args.data)
+    print(f"model {c.trained.path}: the share of onsets that begin below C3 (of bars with a note below it)")
+    print(f"{'':6} | {'real clips':12} | {'teacher-forced: model / data':28} | generated, bars 1 / 2-3 / 4-20 (all)")
+    for k, name in enumerate(NAMES):
+        clips = [g for g, q in zip(real.grids, real_q) if q == k]
+        grids = [res.grid for s in args.seeds for res in c.generate(name, bars=20, count=args.pieces, seed=s)]
+        spans = " / ".join(f"{np.nanmean([onset_bass(g, config, span) for g in grids]):.3f}" for span in SPANS)
+        model_p, data_p, _ = forced.get(k, (np.nan, np.nan, 0))
+        print(
+            f"{name:6} | {np.nanmean([onset_bass(g, config) for g in clips]):.3f} "
+            f"({np.nanmean([bass_share(g) for g in clips]):.2f}) | {model_p:.3f} / {data_p:.3f}{'':14} | "
+            f"{spans} ({np.nanmean([bass_share(g) for g in grids]):.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
