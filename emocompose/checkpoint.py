@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from emocompose.errors import ModelError
@@ -230,7 +231,8 @@ def init_weights(model, path: str, vocab) -> None:
     other, meta, other_vocab = load_model(path)
     if other_vocab.fingerprint != vocab.fingerprint:
         raise ModelError("the model was trained on another token vocabulary than this dataset's", path)
-    if other.config != model.config:
+    # the decoder's memory may differ: it reads more or fewer bars with the same weights
+    if replace(other.config, dec_memory_bars=model.config.dec_memory_bars) != model.config:
         raise ModelError(f"the model is preset {meta.get('train', {}).get('preset')}, not this run's", path)
     model.load_state_dict(other.state_dict())
 
@@ -240,12 +242,14 @@ def init_weights(model, path: str, vocab) -> None:
 def resume_run(state_file: Path, model, opt, vocab, preset: str) -> int:
     """Load a training state into `model` and `opt` (same vocabulary and preset required);
     returns the step it was saved at."""
+    from emocompose.model.config import ModelConfig
+
     meta = read_meta(state_file)
     if meta.get("kind") != KIND_TRAIN:
         raise ModelError("not a training state (resume needs train_state.safetensors)", str(state_file))
     if meta["vocab"]["fingerprint"] != vocab.fingerprint:
         raise ModelError("the run was trained on another token vocabulary than this dataset's", str(state_file))
-    if meta["model"] != model.config.to_dict():
+    if ModelConfig.from_dict(meta["model"]) != model.config:  # a field newer than the state: its default
         raise ModelError(f"the run is preset {meta['train'].get('preset')}, not {preset}", str(state_file))
     tensors = load_tensors(state_file)
     weights = check_state(state_file, model.state_dict(), {k: v for k, v in tensors.items() if not k.startswith("opt.")})

@@ -281,7 +281,7 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
     if T == 0:
         return out
     held, register = Held(vocab, B, before), Register(vocab, B, before)
-    weights = StepWeights(model.dec, 2 * L + 8, int8=int8_decoding(device))
+    weights = StepWeights(model.dec, (model.dec.memory_bars + 1) * L + 8, int8=int8_decoding(device))
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=weights)
     # each sequence on its own bar: one that ends a bar begins its next at the next step
     bar, state, pos, track, length = [0] * B, [AFTER_BAR] * B, [-1] * B, [-1] * B, [1] * B

@@ -42,6 +42,9 @@ class TrainConfig:
     # pitches allow), the key labels with the notes. Off by default: at 6 it cost valence control
     # on both runs measured (README, "Train your own")
     transpose: int = 0
+    # bars before its own that each decoder layer reads (`ModelConfig.dec_memory_bars`, set for
+    # the run's model whatever its preset); a model file of 1 starts a run of 2 with `--init`
+    memory_bars: int = 1
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -50,7 +53,7 @@ class TrainConfig:
             raise UsageError(f"transpose takes 0 to 12 semitones, not {self.transpose}")
         if not (0 <= self.labelled_share <= 1 and 0 <= self.rho <= 1):
             raise UsageError("labelled_share and rho are shares: 0 to 1")
-        for name in ("steps", "batch", "bars", "checkpoint_every", "log_every"):
+        for name in ("steps", "batch", "bars", "checkpoint_every", "log_every", "memory_bars"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, not {getattr(self, name)}")
 
@@ -121,7 +124,7 @@ def train(dataset: str, out: str, cfg: TrainConfig, loss_cfg=None, *, resume: bo
     win = Windows(ds, cfg)
     run = Path(out)
     torch.manual_seed(cfg.seed)
-    model = CDGMVAE(preset(cfg.preset, len(ds.vocab)))
+    model = CDGMVAE(replace(preset(cfg.preset, len(ds.vocab)), dec_memory_bars=cfg.memory_bars))
     param_init_scale(model)
     opt = _optimizer(model, cfg)
     start_step = 0

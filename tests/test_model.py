@@ -59,23 +59,25 @@ def padded_layer(layer, x, mask):
     return x + layer.ff(layer.ln2(x))
 
 
-def test_two_bars_with_memory_equal_one_pass_with_the_equivalent_mask():
-    """Bar 2 attending to bar 1 through the memory is one causal pass over both bars, except
-    that bar 1's own layer inputs are what bar 2 sees (stop-gradient, same values)."""
-    st = _stack(True)
-    n, d = 5, 16
-    x = torch.randn(1, 2, n, d)
-    lens = torch.tensor([[n, n]])
+@pytest.mark.parametrize("memory_bars", [1, 2])
+def test_bars_with_memory_equal_one_pass_with_the_equivalent_mask(memory_bars):
+    """Bar tau attending to the bars before it through the memory (1 or 2 of them) is one causal
+    pass over all bars in which each bar sees those bars whole, except that their own layer
+    inputs are what it sees (stop-gradient, same values)."""
+    st = XLStack(2, 16, 2, 32, 0.0, causal=True, memory_bars=memory_bars).eval()
+    n, d, t = 5, 16, 4
+    x = torch.randn(1, t, n, d)
+    lens = torch.full((1, t), n)
     h, pk, _ = st(x, lens)
     out = pk.pad(h)
-    # the equivalent: one segment of 2n tokens, layer by layer, causal mask, no memory
-    h = x.reshape(1, 2 * n, d)
+    # the equivalent: one segment of t * n tokens, layer by layer, no memory
+    bar = torch.arange(t * n) // n
+    apart = bar[:, None] - bar[None, :]  # query's bar - key's bar
+    mask = ((apart > 0) & (apart <= memory_bars)) | torch.ones(t * n, t * n, dtype=torch.bool).tril() & (apart == 0)
+    h = x.reshape(1, t * n, d)
     for layer in st.layers:
-        mask = torch.ones(2 * n, 2 * n, dtype=torch.bool).tril()
-        mask[n:, :n] = True  # bar 2 sees all of bar 1
-        mask[:n, :] = torch.ones(n, 2 * n, dtype=torch.bool).tril()
         h = padded_layer(layer, h, mask[None])
-    long = st.ln(h).view(1, 2, n, d)
+    long = st.ln(h).view(1, t, n, d)
     assert torch.allclose(long, out, atol=1e-5)
 
 
@@ -84,18 +86,20 @@ SHORT_BARS = [[2, 1, 3, 2, 1, 2, 3, 1], [1, 1, 2, 1, 3, 3, 1, 2], [3, 3, 1, 2, 2
 FULL_BARS = [[2, 7, 7, 7], [7, 7, 7, 7], [5, 7, 7, 1]]  # bars as long as the room, begun at other columns
 
 
-@pytest.mark.parametrize("layout,capacity,lens", [(False, 7, BARS_APART), (True, 7, BARS_APART), (False, 2, BARS_APART),
-                                                  (False, 7, SHORT_BARS), (False, 7, FULL_BARS)])  # fmt: skip
-def test_step_cache_equals_full_recompute(layout, capacity, lens):
+@pytest.mark.parametrize("layout,capacity,lens,memory_bars", [
+    (False, 7, BARS_APART, 1), (True, 7, BARS_APART, 1), (False, 2, BARS_APART, 1), (False, 7, SHORT_BARS, 1),
+    (False, 7, FULL_BARS, 1), (False, 7, BARS_APART, 2), (False, 7, SHORT_BARS, 3), (False, 7, FULL_BARS, 2)])  # fmt: skip
+def test_step_cache_equals_full_recompute(layout, capacity, lens, memory_bars):
     """Each sequence begins its next bar as soon as its bar ends, so the sequences of a batch
     are at different bars and places in them (one done early, whose row leaves), as in
     `decode_bars`. Also with the weights stored as a model loaded for use stores them
     (`decoding_layout`: the same stack, computing the same); with too little room, so that the
     buffers grow (capacity 2); with short bars in ample room, so that the columns still read
     move far to the front; and with bars as long as the room, begun at other columns, so that the
-    columns read span nearly two bars' room. With room for the longest bar the buffers never
-    grow (a doubling is a batch's peak memory)."""
+    columns read span nearly two bars' room; and with a memory of 2 or 3 bars. With room for the
+    longest bar the buffers never grow (a doubling is a batch's peak memory)."""
     st = _stack(True)
+    st.memory_bars = memory_bars
     lens = torch.tensor(lens)
     (b, t), n, d = lens.shape, int(lens.max()), 16
     x, cond = torch.randn(b, t, n, d), torch.randn(b, t, d)

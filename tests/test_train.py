@@ -207,12 +207,41 @@ def test_init_from_another_preset_is_refused(tiny_dataset, tiny_model, tmp_path)
     assert r.returncode == EXIT_MODEL and b"preset" in r.stderr and b"Traceback" not in r.stderr, r.stderr
 
 
+def test_a_model_of_one_memory_bar_starts_a_run_of_two(tiny_dataset, tiny_model, tmp_path):
+    from emocompose import checkpoint
+
+    r = run_cli("train", tiny_dataset, "--out", tmp_path / "run", "--steps", 2, "--init", tiny_model,
+                "--memory-bars", 2, *ARGS)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    start, _, _ = checkpoint.load_model(tiny_model)
+    model, _, _ = checkpoint.load_model(tmp_path / "run" / "model.safetensors")
+    assert start.dec.memory_bars == 1 and model.dec.memory_bars == model.config.dec_memory_bars == 2
+    assert model.enc_r.memory_bars == 1  # the encoders read one bar back, as before
+    r = run_cli("generate", "--model", tmp_path / "run" / "model.safetensors", "--emotion", "sad", "--bars", 3,
+                "-o", tmp_path / "sad.mid")  # fmt: skip
+    assert r.returncode == 0 and (tmp_path / "sad.mid").stat().st_size > 0, r.stderr.decode()[-2000:]
+
+
+def test_a_training_state_from_before_a_model_field_resumes(tiny_dataset, tmp_path):
+    from emocompose import checkpoint
+
+    run = tmp_path / "run"
+    assert run_cli("train", tiny_dataset, "--out", run, "--steps", 1, *ARGS).returncode == 0
+    state = run / "train_state.safetensors"
+    meta = checkpoint.read_meta(state)
+    del meta["model"]["dec_memory_bars"]  # as written before the field existed
+    checkpoint.save(state, checkpoint.load_tensors(state), meta)
+    r = run_cli("train", tiny_dataset, "--out", run, "--steps", 2, "--resume", *ARGS)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert checkpoint.read_meta(state)["step"] == 2
+
+
 def test_train_config_checks_its_own_values():
     import pytest
 
     from emocompose.errors import UsageError
     from emocompose.train import TrainConfig
 
-    for bad in ({"precision": "fp16"}, {"transpose": 13}, {"batch": 0}):
+    for bad in ({"precision": "fp16"}, {"transpose": 13}, {"batch": 0}, {"memory_bars": 0}):
         with pytest.raises(UsageError):
             TrainConfig(**bad)

@@ -133,6 +133,9 @@ def train(
     kl_weight: Optional[float] = typer.Option(None, help="Weight of KL_z. " + _default("kl_weight", LossConfig)),
     kl_warmup: Optional[int] = typer.Option(None, help="Steps of linear KL warm-up. " + _default("kl_warmup", LossConfig)),
     free_bits: Optional[float] = typer.Option(None, help="Nats per latent dimension free of KL pressure. " + _default("free_bits", LossConfig)),
+    memory_bars: Optional[int] = typer.Option(None, help="Bars before its own that each decoder layer reads (the "
+                                              "paper's 1; a model of 1 may start a run of more with --init). "
+                                              + _default("memory_bars")),  # fmt: skip
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints. " + _default("checkpoint_every")),
     precision: Optional[str] = typer.Option(None, help="auto (bf16 on a GPU, and where this CPU multiplies it natively, as "
                                              "timed at start; else fp32), bf16 or fp32. " + _default("precision")),  # fmt: skip
@@ -164,7 +167,7 @@ def train(
     given = {"preset": preset, "steps": steps, "batch": batch, "bars": bars, "lr": lr, "seed": seed, "rho": rho,
              "checkpoint_every": checkpoint_every, "precision": precision, "alpha": alpha, "drop_mi": mi,
              "kl_weight": kl_weight, "kl_warmup": kl_warmup, "free_bits": free_bits, "transpose": transpose,
-             "warmup": warmup, "labelled_share": labelled_share}  # fmt: skip
+             "warmup": warmup, "labelled_share": labelled_share, "memory_bars": memory_bars}  # fmt: skip
     cfg, loss = resolve_configs(out, resume, {k: v for k, v in given.items() if v is not None})
     options = dict(resume=resume, threads=threads or None, init=init, device=device)
     if os.environ.get("RANK", "0") != "0":

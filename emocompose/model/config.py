@@ -15,6 +15,10 @@ class ModelConfig:
     ff: int = 1024
     enc_layers: int = 2  # per encoder (E_r and E_k have the same shape, separate weights)
     dec_layers: int = 4
+    # bars before its own that each decoder layer reads (Transformer-XL's memory; the paper's and
+    # the shipped model's 1): real music keeps its register over many bars, and the shipped
+    # decoder, reading one, drifts out of the bass (`benchmarks/bass_drift.py`)
+    dec_memory_bars: int = 1
     latent: int = 64  # per latent (z_r and z_k)
     dropout: float = 0.1
     feature_hidden: int = 128  # width of the local decoders and the adversaries

@@ -69,7 +69,7 @@ class CDGMVAE(nn.Module):
         self.post_k = nn.Linear(c.d, 2 * c.latent)
         for post in (self.post_r, self.post_k):  # start the posterior at the prior's width
             nn.init.constant_(post.bias[c.latent :], 2 * c.prior_log_std)
-        self.dec = XLStack(c.dec_layers, c.d, c.heads, c.ff, c.dropout, causal=True)
+        self.dec = XLStack(c.dec_layers, c.d, c.heads, c.ff, c.dropout, causal=True, memory_bars=c.dec_memory_bars)
         self.z_in = nn.Linear(2 * c.latent, c.d)
         self.rhythm_head = mlp(c.latent, c.feature_hidden, RHYTHM_BINS)  # D_r(z_r)
         self.key_head = mlp(c.latent, c.feature_hidden, N_KEYS)  # D_k(z_k)
@@ -229,13 +229,18 @@ class CDGMVAE(nn.Module):
 
     def flops_per_token(self, bar_tokens: int) -> float:
         """Training FLOPs per token: 6 per weight per token in the transformer stacks and the
-        output layer, plus attention over a bar and its memory (`bar_tokens` each), forward and
+        output layer, plus attention over a bar and its memory (`bar_tokens` a bar), forward and
         backward (Kaplan et al. 2020's 6N, PaLM's attention term)."""
         c = self.config
         layers = 2 * c.enc_layers + c.dec_layers
         per_layer = 4 * c.d * c.d + c.d * c.d + 2 * c.d * c.ff  # qkv+o, relative projection, feed-forward
-        attn = 2 * 2 * c.d * (2 * bar_tokens) + 2 * c.d * (3 * bar_tokens)  # ac+weights·v, bd
-        return 6.0 * layers * per_layer + 3.0 * layers * attn + 6.0 * c.d * c.vocab_size
+
+        def attn(memory_bars):  # ac + weights·v over the keys, bd over the distances
+            keys = (memory_bars + 1) * bar_tokens
+            return 2 * 2 * c.d * keys + 2 * c.d * (keys + bar_tokens)
+
+        attention = 2 * c.enc_layers * attn(1) + c.dec_layers * attn(c.dec_memory_bars)
+        return 6.0 * layers * per_layer + 3.0 * attention + 6.0 * c.d * c.vocab_size
 
 
 def weight_count_mb(model: nn.Module) -> float:

@@ -3,10 +3,12 @@
 Shape legend: b pieces, t bars, n tokens of a bar (padded), m memory tokens, d model width,
 h heads, k head width, p relative distances.
 
-Memory. Layer l of bar tau attends to its own bar and to the input of layer l for bar tau-1.
-Because that memory is itself computed with the memory of bar tau-2, the whole recurrence can
-run for all bars at once, layer by layer: at layer l every bar's memory is the previous bar's
-layer-l input, which the layer below has already produced. Training therefore runs all bars of a
+Memory. Layer l of bar tau attends to its own bar and to the input of layer l for bar tau-1
+(for bars tau-M .. tau-1 with `memory_bars` M; the paper's is 1). Because that memory is itself
+computed with the memory of the bars before, the whole recurrence can run for all bars at once,
+layer by layer: at layer l every bar's memory is the previous bars' layer-l input, which the
+layer below has already produced. A memory carried in from outside (`mems`, one bar) is read by
+the first bar only. Training therefore runs all bars of a
 batch in parallel and is exactly the bar-by-bar recurrence (in values; the stop-gradient is on
 the memory's keys and values, so they are computed once with the bar's own); `step.StepCache` runs
 the same arithmetic one token at a time with a key/value cache for generation.
@@ -142,7 +144,8 @@ class Packing:
     copies were 2% of a step).
     """
 
-    def __init__(self, lens: torch.Tensor, n: int, mem_lens: torch.Tensor | None, groups: int = 3):
+    def __init__(self, lens: torch.Tensor, n: int, mem_lens: torch.Tensor | None, groups: int = 3,
+                 memory_bars: int = 1):  # fmt: skip
         b, t = lens.shape
         dev = lens.device
         self.b, self.t, self.n = b, t, n
@@ -154,12 +157,15 @@ class Packing:
         self.rows = (torch.arange(b * t, device=dev)[:, None] * n + j[None])[real]  # padded positions
         self.bar_of_row = torch.arange(b * t, device=dev).repeat_interleave(flat_lens)
         self.lens = flat_lens
-        # the bar before each bar: -1 for a sequence's first bar (external memory, if any)
+        # the first of the memory_bars bars before each bar: -1 for a sequence's first bar (which
+        # reads the external memory, if any). A sequence's bars are consecutive rows, so a bar's
+        # memory is the rows from that bar's first to its own first
         tau = torch.arange(b * t, device=dev) % t
-        self.prev = torch.where(tau > 0, torch.arange(b * t, device=dev) - 1, -1)
+        bar = torch.arange(b * t, device=dev)
+        self.prev = torch.where(tau > 0, bar - torch.clamp(tau, max=memory_bars), -1)
         ext = mem_lens if mem_lens is not None else torch.zeros(b, dtype=torch.long, device=dev)
         self.ext_lens = ext
-        self.prev_len = torch.where(tau > 0, flat_lens[(self.prev).clamp_min(0)], ext.repeat_interleave(t) * (tau == 0))
+        self.prev_len = torch.where(tau > 0, self.start - self.start[self.prev.clamp_min(0)], ext.repeat_interleave(t))
         live = torch.nonzero(flat_lens > 0)[:, 0]
         order = live[torch.argsort(flat_lens[live], stable=True)]
         self.groups = [g for g in torch.tensor_split(order, min(groups, max(len(order), 1))) if len(g)]
@@ -211,11 +217,13 @@ class Packing:
 class XLStack(nn.Module):
     """A stack of XL layers over bars: encoder (bidirectional within a bar) or decoder (causal)."""
 
-    def __init__(self, layers: int, d: int, heads: int, ff: int, dropout: float, causal: bool):
+    def __init__(self, layers: int, d: int, heads: int, ff: int, dropout: float, causal: bool,
+                 memory_bars: int = 1):  # fmt: skip
         super().__init__()
         self.layers = nn.ModuleList([XLLayer(d, heads, ff, dropout) for _ in range(layers)])
         self.ln = nn.LayerNorm(d)
         self.causal = causal
+        self.memory_bars = memory_bars
 
     def forward(self, x, lens, mems=None, mem_lens=None, cond=None):
         """All bars at once, on real tokens only.
@@ -228,7 +236,7 @@ class XLStack(nn.Module):
         whatever bar comes next.
         """
         b, t, n, d = x.shape
-        pk = Packing(lens, n, mem_lens if mems is not None else None)
+        pk = Packing(lens, n, mem_lens if mems is not None else None, memory_bars=self.memory_bars)
         m0 = mems[0].shape[1] if mems is not None else None
         idx = [pk.index(g, m0) for g in pk.groups]
         real = [own_ok.reshape(-1).nonzero()[:, 0] for _, own_ok, _, _ in idx]  # real rows of each group

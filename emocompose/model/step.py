@@ -18,9 +18,9 @@ class StepCache:
     from, for decoding one token per sequence at a time.
 
     Every sequence of the batch writes its next token into the same column, so that one set of
-    relative distances serves the whole batch; each reads only its window, the bar before its
-    current one and its current bar (as in training, a bar's memory is the previous bar's own
-    keys and values), through an additive bias. A sequence whose bar ends starts its next bar at
+    relative distances serves the whole batch; each reads only its window, the stack's
+    `memory_bars` bars before its current one and its current bar (as in training, a bar's memory
+    is the previous bars' own keys and values), through an additive bias. A sequence whose bar ends starts its next bar at
     the next column (`new_bar`) instead of waiting for the longest bar of the batch (measured, 20
     bars: waiting, 8 pieces took 1,708 steps for 1,213 tokens a piece and 25 took 2,153 for 1,374;
     not waiting, 1,469 and 1,872, about a tenth less time). A sequence with nothing left to decode
@@ -40,11 +40,12 @@ class StepCache:
         d = mems[0].shape[-1]
         B, m = mems[0].shape[:2]
         self.stack = stack
-        self.w = weights or StepWeights(stack, 2 * (m + capacity) + 8)
+        bars = stack.memory_bars + 1  # the most bars a window holds
+        self.w = weights or StepWeights(stack, bars * (m + capacity) + 8)
         dev = mem_lens.device
-        # a window is at most two bars; a quarter more room keeps `_compact` from doubling the
-        # buffers for it (a doubling raised a batch of 8 pieces' peak memory by 45 MB, measured)
-        self.cap = (m + 2 * capacity) * 5 // 4 + 1
+        # a quarter more room than a window's bars keeps `_compact` from doubling the buffers for
+        # it (a doubling raised a batch of 8 pieces' peak memory by 45 MB, measured)
+        self.cap = (m + bars * capacity) * 5 // 4 + 1
         self.k, self.v = [], []
         for layer, mem in zip(stack.layers, mems):
             km, vm = F.linear(layer.ln1(mem), layer.attn.qkv.weight[d:]).split(d, dim=-1)
@@ -62,16 +63,17 @@ class StepCache:
         self.seqs = list(range(B))  # the sequence in each row (rows of finished ones leave, `done`)
         self.row = {i: i for i in range(B)}  # and the row of each sequence
         self.lo = [0] * B  # each row's first column read
-        self.bar = [m] * B  # each row's current bar's first column
+        self.starts = [[m] for _ in range(B)]  # each row's first column of each bar in its window, its own last
         self.reading = set(range(B))  # the sequences still decoding
         self.w0 = 0  # the first column any of them reads
 
     def new_bar(self, i: int) -> None:
-        """Sequence i's next token begins a new bar: the bar it ends becomes its memory, the one
-        before leaves its window."""
+        """Sequence i's next token begins a new bar: the bar it ends joins its memory, and the
+        bar more than `memory_bars` back (or the memory it started from) leaves its window."""
         r = self.row[i]
-        self.bias[r, 0, self.lo[r] : self.bar[r]] = float("-inf")
-        self.lo[r], self.bar[r] = self.bar[r], self.c
+        starts = self.starts[r] = (self.starts[r] + [self.c])[-(self.stack.memory_bars + 1) :]
+        self.bias[r, 0, self.lo[r] : starts[0]] = float("-inf")
+        self.lo[r] = starts[0]
         self._first_read()
 
     def done(self, i: int) -> None:
@@ -89,7 +91,7 @@ class StepCache:
             self.bias = self.bias.index_select(0, idx)
             self.seqs = [self.seqs[r] for r in keep]
             self.row = {s: r for r, s in enumerate(self.seqs)}
-            self.lo, self.bar = [self.lo[r] for r in keep], [self.bar[r] for r in keep]
+            self.lo, self.starts = [self.lo[r] for r in keep], [self.starts[r] for r in keep]
         self._first_read()
 
     def _first_read(self) -> None:
@@ -117,7 +119,7 @@ class StepCache:
         self.bias[..., n:].zero_()  # columns yet to be written: readable by whoever reads them
         self.cap += grow
         self.lo = [max(x - w0, 0) for x in self.lo]
-        self.bar = [x - w0 for x in self.bar]
+        self.starts = [[x - w0 for x in starts] for starts in self.starts]
         self.c, self.w0 = n, 0
 
     def step(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
