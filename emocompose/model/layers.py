@@ -8,10 +8,10 @@ Memory. Layer l of bar tau attends to its own bar and to the input of layer l fo
 computed with the memory of the bars before, the whole recurrence can run for all bars at once,
 layer by layer: at layer l every bar's memory is the previous bars' layer-l input, which the
 layer below has already produced. A memory carried in from outside (`mems`, one bar) is read by
-the first bar only. Training therefore runs all bars of a
-batch in parallel and is exactly the bar-by-bar recurrence (in values; the stop-gradient is on
-the memory's keys and values, so they are computed once with the bar's own); `step.StepCache` runs
-the same arithmetic one token at a time with a key/value cache for generation.
+the first bar only. Training therefore runs all bars of a batch in parallel and is exactly the
+bar-by-bar recurrence (in values; the stop-gradient is on the memory's keys and values, so they
+are computed once with the bar's own); `step.StepCache` runs the same arithmetic one token at a
+time with a key/value cache for generation.
 
 Packing. Only real tokens go through the layers, as rows of one (R, d) array (see `Packing`).
 
