@@ -24,16 +24,14 @@ SPANS = ((0, 1), (1, 3), (3, None))  # bars 1, 2-3, 4 on
 def onset_bass(grid, config, bars: tuple[int, int | None] = (0, None)) -> float:
     """The share of the onsets in `bars` whose lowest note is below C3 (drums left out)."""
     from emocompose.features import BASS, pitched_notes
+    from emocompose.realism import _top_voice
 
     n = pitched_notes(grid, config)
     lo, hi = bars
     keep = (n.bar >= lo) & (n.bar < (grid.n_bars if hi is None else hi))
-    onset, pitch = n.onset[keep], n.pitch[keep]
-    if not len(onset):
+    if not keep.any():
         return np.nan
-    order = np.argsort(onset, kind="stable")
-    o = onset[order]
-    lowest = np.minimum.reduceat(pitch[order], np.flatnonzero(np.r_[True, o[1:] != o[:-1]]))
+    lowest = -_top_voice(n.onset[keep], -n.pitch[keep])  # the bottom voice: the top one of the pitches negated
     return float(np.mean(lowest < BASS))
 
 
@@ -52,8 +50,8 @@ def teacher_forced(model, data: str) -> dict[int, tuple[float, float, int]]:
     ds = Dataset(data)
     win = Windows(ds, TrainConfig(val_windows=10_000))
     vocab = ds.vocab
-    pitch_ids = np.flatnonzero((vocab.kind == PITCH) & (vocab.track != DRUMS))
-    low = np.isin(np.arange(len(vocab)), pitch_ids[vocab.value[pitch_ids] < BASS])
+    pitched = (vocab.kind == PITCH) & (vocab.track != DRUMS)  # over the vocabulary
+    low = pitched & (vocab.value < BASS)
     sums: dict[int, list[float]] = {}
     windows = win.val_windows()
     with torch.inference_mode():
@@ -67,11 +65,10 @@ def teacher_forced(model, data: str) -> dict[int, tuple[float, float, int]]:
             target = batch["targets"].reshape(-1)[pk.rows].numpy()
             piece = (pk.rows // tokens[0].numel()).numpy()
             quadrant = quadrants(batch["labels"].numpy())
-            at = (vocab.kind[inp] == POSITION) & (target >= 0)
-            at &= np.isin(np.where(target >= 0, target, 0), pitch_ids)
+            at = (vocab.kind[inp] == POSITION) & (target >= 0) & pitched[target.clip(0)]
             for r in np.flatnonzero(at):
                 s = sums.setdefault(int(quadrant[piece[r]]), [0.0, 0.0, 0])
-                s[0] += p[r, low].sum() / p[r, pitch_ids].sum()
+                s[0] += p[r, low].sum() / p[r, pitched].sum()
                 s[1] += float(low[target[r]])
                 s[2] += 1
     return {q: (a / n, b / n, n) for q, (a, b, n) in sums.items()}
