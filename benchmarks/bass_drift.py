@@ -9,7 +9,9 @@ decides whether the onset has a bass note. A model that predicts that share as t
 when it reads real notes, but writes fewer such onsets bar after bar when it reads its own, drifts
 (the shipped model's sad and tense pieces do; what was tried against it is in `docs/journal.md`,
 session 21). Also printed: the share of bars with any note below C3 (`features.bass_share`, which
-`evaluate` reports per quadrant).
+`evaluate` reports per quadrant), and how many pitched notes a bar holds by the same spans: the
+left hand fading shows there too (real tense clips build up from bar 1 to bar 4 on, where the
+shipped model's tense pieces thin out).
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ def onset_bass(grid, config, bars: tuple[int, int | None] = (0, None)) -> float:
         return np.nan
     lowest = -_top_voice(n.onset[keep], -n.pitch[keep])  # the bottom voice: the top one of the pitches negated
     return float(np.mean(lowest < BASS))
+
+
+def notes_per_bar(grid, config, bars: tuple[int, int | None]) -> float:
+    """Pitched notes per bar over the bars of `bars` that the piece has (nan if none)."""
+    from emocompose.features import pitched_notes
+
+    lo, hi = bars
+    hi = grid.n_bars if hi is None else min(hi, grid.n_bars)
+    if hi <= lo:
+        return np.nan
+    b = pitched_notes(grid, config).bar
+    return float(((b >= lo) & (b < hi)).sum() / (hi - lo))
 
 
 def teacher_forced(model, data: str) -> dict[int, tuple[float, float, int]]:
@@ -95,6 +109,7 @@ def main() -> None:
     forced = teacher_forced(c.trained.model, args.data)
     print(f"model {c.trained.path}: the share of onsets that begin below C3 (of bars with a note below it)")
     print(f"{'':6} | {'real clips':12} | {'teacher-forced: model / data':28} | generated, bars 1 / 2-3 / 4-20 (all)")
+    density = []
     for k, name in enumerate(NAMES):
         clips = [g for g, q in zip(real.grids, real_q) if q == k]
         grids = [res.grid for s in args.seeds for res in c.generate(name, bars=20, count=args.pieces, seed=s)]
@@ -105,6 +120,11 @@ def main() -> None:
             f"({np.nanmean([bass_share(g) for g in clips]):.2f}) | {model_p:.3f} / {data_p:.3f}{'':14} | "
             f"{spans} ({np.nanmean([bass_share(g) for g in grids]):.2f})"
         )
+        density.append((name, *(" / ".join(f"{np.nanmean([notes_per_bar(g, config, span) for g in pieces]):.1f}"
+                                            for span in SPANS) for pieces in (clips, grids))))  # fmt: skip
+    print("pitched notes per bar, bars 1 / 2-3 / 4-20: real clips | generated")
+    for name, real_d, gen_d in density:
+        print(f"{name:6} | {real_d:18} | {gen_d}")
 
 
 if __name__ == "__main__":
