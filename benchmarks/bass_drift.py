@@ -8,7 +8,7 @@ Notes at one onset are written lowest first (`tokenizer`), so the first pitch af
 decides whether the onset has a bass note. A model that predicts that share as the data has it
 when it reads real notes, but writes fewer such onsets bar after bar when it reads its own, drifts
 (the shipped model's sad and tense pieces do; what was tried against it is in `docs/journal.md`,
-session 21). Also printed: the share of bars with any note below C3 (`features.bass_share`, which
+sessions 21 and 22). Also printed: the share of bars with any note below C3 (`features.bass_share`, which
 `evaluate` reports per quadrant), and how many pitched notes a bar holds by the same spans: the
 left hand fading shows there too (real tense clips build up from bar 1 to bar 4 on, where the
 shipped model's tense pieces thin out).
