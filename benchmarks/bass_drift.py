@@ -8,10 +8,10 @@ Notes at one onset are written lowest first (`tokenizer`), so the first pitch af
 decides whether the onset has a bass note. A model that predicts that share as the data has it
 when it reads real notes, but writes fewer such onsets bar after bar when it reads its own, drifts
 (the shipped model's sad and tense pieces do; what was tried against it is in `docs/journal.md`,
-sessions 21 and 22). Also printed: the share of bars with any note below C3 (`features.bass_share`, which
-`evaluate` reports per quadrant), and how many pitched notes a bar holds by the same spans: the
-left hand fading shows there too (real tense clips build up from bar 1 to bar 4 on, where the
-shipped model's tense pieces thin out).
+sessions 21 and 22). Also printed: the share of bars with any note below C3
+(`features.bass_share`, which `evaluate` reports per quadrant), and how many pitched notes a bar
+holds by the same spans: the left hand fading shows there too (real tense clips build up from bar
+1 to bar 4 on, where the shipped model's tense pieces thin out).
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ def notes_per_bar(grid, config, bars: tuple[int, int | None]) -> float:
         return np.nan
     b = pitched_notes(grid, config).bar
     return float(((b >= lo) & (b < hi)).sum() / (hi - lo))
+
+
+def by_span(measure, pieces, config, fmt: str) -> str:
+    """`measure(grid, config, span)` averaged over the pieces for each of SPANS, as 'a / b / c'."""
+    return " / ".join(format(np.nanmean([measure(g, config, span) for g in pieces]), fmt) for span in SPANS)
 
 
 def teacher_forced(model, data: str) -> dict[int, tuple[float, float, int]]:
@@ -113,15 +118,16 @@ def main() -> None:
     for k, name in enumerate(NAMES):
         clips = [g for g, q in zip(real.grids, real_q) if q == k]
         grids = [res.grid for s in args.seeds for res in c.generate(name, bars=20, count=args.pieces, seed=s)]
-        spans = " / ".join(f"{np.nanmean([onset_bass(g, config, span) for g in grids]):.3f}" for span in SPANS)
+        spans = by_span(onset_bass, grids, config, ".3f")
         model_p, data_p, _ = forced.get(k, (np.nan, np.nan, 0))
         print(
             f"{name:6} | {np.nanmean([onset_bass(g, config) for g in clips]):.3f} "
             f"({np.nanmean([bass_share(g) for g in clips]):.2f}) | {model_p:.3f} / {data_p:.3f}{'':14} | "
             f"{spans} ({np.nanmean([bass_share(g) for g in grids]):.2f})"
         )
-        density.append((name, *(" / ".join(f"{np.nanmean([notes_per_bar(g, config, span) for g in pieces]):.1f}"
-                                            for span in SPANS) for pieces in (clips, grids))))  # fmt: skip
+        density.append(
+            (name, by_span(notes_per_bar, clips, config, ".1f"), by_span(notes_per_bar, grids, config, ".1f"))
+        )
     print("pitched notes per bar, bars 1 / 2-3 / 4-20: real clips | generated")
     for name, real_d, gen_d in density:
         print(f"{name:6} | {real_d:18} | {gen_d}")
