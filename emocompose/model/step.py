@@ -23,8 +23,9 @@ class StepCache:
     is the previous bars' own keys and values), through an additive bias. A sequence whose bar
     ends starts its next bar at the next column (`new_bar`) instead of waiting for the longest bar
     of the batch (measured, 20 bars: waiting, 8 pieces took 1,708 steps for 1,213 tokens a piece
-    and 25 took 2,153 for 1,374; not waiting, 1,469 and 1,872, about a tenth less time). A sequence with nothing left to decode
-    reads anything (`done`) until its row leaves the batch; its outputs are not used.
+    and 25 took 2,153 for 1,374; not waiting, 1,469 and 1,872, about a tenth less time). A
+    sequence with nothing left to decode reads anything (`done`) until its row leaves the batch;
+    its outputs are not used.
 
     Buffers are allocated once and written in place (growing them by concatenation at every
     token was a quarter of the decoding time, measured); when the columns run out, the ones still
