@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
 from emocompose.errors import UsageError
 
@@ -123,6 +124,19 @@ def int8_decoding(device) -> bool:
 THREADS_ENV = "EMOCOMPOSE_THREADS"
 
 
+@contextmanager
+def torch_threads(n: int):
+    """torch's threads set to n for the block, and put back after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def set_decoding_threads(batch: int) -> int:
     """The CPU threads a command decoding `batch` pieces at once uses, set for this process:
     $EMOCOMPOSE_THREADS if set, else torch's own choice if $OMP_NUM_THREADS is set or for a
@@ -130,8 +144,8 @@ def set_decoding_threads(batch: int) -> int:
     a tenth faster on an otherwise idle machine (its tokens are a chain of small operations),
     while processes that each spin up a thread per core fight over the cores: two 20-bar
     `generate` started together on 2 cores took 24 to 192 s, and 2.9 s with one thread each
-    (`benchmarks/generate_speed.py`). A batch gains more from the cores (8 pieces: 8.2 against
-    12.6 s on 2 cores)."""
+    (`benchmarks/generate_speed.py`). A batch's parts decode on one thread each, in as many
+    processes as this count allows (`sampling.PARTS`)."""
     import torch
 
     if os.environ.get(THREADS_ENV):

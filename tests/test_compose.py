@@ -115,6 +115,26 @@ def test_pieces_of_different_lengths_decode_together_as_each_alone(composer):
         assert [b.tolist() for b in alone] == [b.tolist() for b in together[i]]
 
 
+def test_a_batch_decodes_in_parts_the_same_in_processes_as_here(composer):
+    """A CPU batch decodes as `PARTS` parts, in forked children where torch's threads allow:
+    the same bytes whichever way, and each sequence takes its own draws of the whole batch's."""
+    from emocompose.hardware import torch_threads
+
+    model, vocab = composer.trained.model, composer.tok.vocab
+    torch.manual_seed(6)
+    cond = torch.randn(1, 3, model.config.d).expand(4, -1, -1)  # four times the same piece
+    plans = [BarPlan([16] * 3, [-1] * 3) for _ in range(4)]
+    cfg = SamplingConfig(temperature=1.5, top_p=1.0, seed=4)
+    with torch_threads(2):
+        side_by_side = decode_bars(model, vocab, cond, plans, cfg)
+    with torch_threads(1):
+        here = decode_bars(model, vocab, cond, plans, cfg)
+    as_lists = lambda out: [[b.tolist() for b in seq] for seq in out]  # noqa: E731
+    assert as_lists(side_by_side) == as_lists(here)
+    # the first sequence of each part draws its own numbers: the same piece, written apart
+    assert as_lists(here)[0] != as_lists(here)[2]
+
+
 def test_grammar_reserves_room_for_a_whole_note():
     from emocompose.sampling import AFTER_DURATION, AFTER_POSITION
     from emocompose.tokenizer import Vocab
