@@ -55,3 +55,11 @@ def test_a_failure_here_ends_the_children_at_once():
         run_each([here, lambda: time.sleep(60)], 2)
     assert time.perf_counter() - t0 < 10
     assert children() <= before  # killed and reaped: none sleeps on
+
+
+def test_without_more_processes_the_jobs_run_here(monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert run_each([lambda k=k: (k, os.getpid()) for k in range(3)], 3) == [(k, os.getpid()) for k in range(3)]
