@@ -281,7 +281,7 @@ def evaluate(
 
     An emotion classifier that never sees the model (logistic regression on note features) is
     trained on the data's train split; its accuracy on the test split is the real-music ceiling
-    printed beside every figure. Takes about 6 minutes on 2 CPU cores: with the defaults it decodes
+    printed beside every figure. Takes about 5 minutes on 2 CPU cores: with the defaults it decodes
     about 960 pieces (--clips 0 --scores 0 --trajectories 0 leaves out transform, swap, the scores
     and the emotions over time).
 
