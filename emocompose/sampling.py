@@ -271,8 +271,9 @@ def decode_bars(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], c
     may have fewer bars than T: cond's rows past them are not read), after the decoder memory
     `mems` of the piece `before` them, if any (its keys still sounding stay held, see `Held`,
     and its range is theirs, see `Register`).
-    Each sequence begins its next bar as soon as its bar ends (`StepCache`). On a CPU the batch
-    decodes as PARTS parts, in as many processes as torch's thread count allows.
+    Each sequence begins its next bar as soon as its bar ends (`StepCache`). On a CPU that can
+    fork (Linux) the batch decodes as PARTS parts, in as many processes as torch's thread count
+    allows; elsewhere, and on a GPU, as one.
 
     Returns, per sequence, the token ids of each bar (starting with its Bar token).
     `on_bar(done, total)` is called after each bar of the first part (for progress bars)."""
