@@ -4,6 +4,7 @@ piece, writing a result and saying where it went."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Callable, Optional
@@ -98,12 +99,13 @@ class Beside:
         self.audio = AudioOut(audio, many=many, soundfont=soundfont) if audio is not None else None
         self.plot = PlotOut(plot, many=many) if plot is not None else None
 
-    def write(self, name: str, midi: bytes, grid, trained) -> dict:
+    def write(self, name: str, midi: bytes, grid, trained, title: str | None = None) -> dict:
+        """Write what goes beside the output `name`; `title` heads the picture (default: `name`)."""
         written = {}
         if self.audio is not None:
             written["audio"] = self.audio.write(name, midi)[0]
         if self.plot is not None:
-            written["plot"] = self.plot.write(name, grid, trained)[0]
+            written["plot"] = self.plot.write(name, grid, trained, title)[0]
         return written
 
 
@@ -114,10 +116,11 @@ def emit(dest, result, name: str, composer, as_json: bool, t0: float, beside: Be
     on the key its latents were centred on."""
     midi = composer.tok.to_midi(result.grid)
     path = dest.write(name, midi)
+    title = os.path.basename(path) if path != "-" else None  # the picture names the file it shows
     record = {"path": path, "emotion": result.emotion, "bars": int(result.grid.n_bars),
               "notes": int(result.grid.n_notes), "seed": result.seed, **extra,
               "heard_key": result.info["heard_key"],
-              **beside.write(name, midi, result.grid, composer.trained)}  # fmt: skip
+              **beside.write(name, midi, result.grid, composer.trained, title)}  # fmt: skip
     record["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
         print(json.dumps(record), flush=True)
