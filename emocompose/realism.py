@@ -144,13 +144,21 @@ def overlapping_area(real: np.ndarray, generated: np.ndarray, points: int = 512)
     if hi <= 0:
         return 1.0
     grid = np.linspace(-0.1 * hi, 1.1 * hi, points)
+    step = grid[1] - grid[0]
 
     def density(d: np.ndarray) -> np.ndarray:
+        # binned: each distance shared between its two grid points, the counts convolved with the
+        # kernel. The direct sum over every (grid point, distance) pair took 3 of the 4 s of each
+        # realism test of 160 rewrites; binned it is 0.2% of that, within 1e-3 of it (a test)
         bw = max(d.std() * len(d) ** -0.2, 1e-3 * hi)
-        z = (grid[:, None] - d[None]) / bw
-        return np.exp(-0.5 * z * z).sum(1) / (len(d) * bw * np.sqrt(2 * np.pi))
+        at = (d - grid[0]) / step
+        i = np.minimum(at.astype(np.int64), points - 2)
+        counts = np.bincount(i, 1 - (at - i), points) + np.bincount(i + 1, at - i, points)
+        half = min(int(np.ceil(6 * bw / step)), points - 1)  # the kernel past 6 bandwidths is under 1e-7
+        kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * step / bw) ** 2)
+        return np.convolve(counts, kernel)[half : half + points] / (len(d) * bw * np.sqrt(2 * np.pi))
 
-    return float(np.minimum(density(intra), density(inter)).sum() * (grid[1] - grid[0]))
+    return float(np.minimum(density(intra), density(inter)).sum() * step)
 
 
 def compare(generated: list[Grid], real: list[Grid], real_sources: list[str], floor: list[Grid],
