@@ -183,14 +183,28 @@ def check_midi_structure(data: bytes, name: str) -> None:
 
 def midi_bytes(path: str | os.PathLike, data: bytes | None = None) -> bytes:
     """A file's MIDI, read within the size limit (unless `data` holds it already), a score
-    converted through music21, and its chunks checked."""
+    converted through music21 (or its conversion kept from before, `score_cache`), and its
+    chunks checked."""
     name = str(path)
     if data is None:
         data = read_input(path)
-    if os.path.splitext(name)[1].lower() in SCORE_SUFFIXES:
-        data = _score_to_midi_bytes(data, name)
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in SCORE_SUFFIXES:
+        from emocompose.score_cache import converted
+
+        score = data
+        data = converted(score, suffix, lambda: _score_to_midi_bytes(score, name), lambda midi: _valid(midi, name))
     check_midi_structure(data, name)
     return data
+
+
+def _valid(data: bytes, name: str) -> bool:
+    """Whether a kept conversion is whole (a damaged one is converted again)."""
+    try:
+        check_midi_structure(data, name)
+        return True
+    except InputError:
+        return False
 
 
 def _score_to_midi_bytes(data: bytes, name: str) -> bytes:

@@ -17,6 +17,13 @@ EMOPIA = DATA / "emopia" / "midis"
 POP909 = DATA / "pop909"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _score_cache(tmp_path_factory):
+    """Scores converted in this run are kept in a folder of its own, not the user's cache
+    (`score_cache`); commands run by `run_cli` inherit it."""
+    os.environ["EMOCOMPOSE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
 def midi_bytes(tracks, tempos=((0, 120.0),), meters=((0, 4, 4),), tpq=480) -> bytes:
     """tracks: list of (program, is_drum, [(pitch, velocity, start_beat, end_beat), ...])."""
     from symusic import Note, Score, Tempo, TimeSignature, Track
