@@ -12,6 +12,12 @@ sessions 21 and 22). Also printed: the share of bars with any note below C3
 (`features.bass_share`, which `evaluate` reports per quadrant), and how many pitched notes a bar
 holds by the same spans: the left hand fading shows there too (real tense clips build up from bar
 1 to bar 4 on, where the shipped model's tense pieces thin out).
+
+And the chords: how often a note is followed by another at the same onset, as the model predicts
+it teacher-forced (after each note's Duration), in real clips, in test clips decoded again from
+their own posterior means (`transform` at lambda 0 with nothing kept) and in generated pieces.
+The shipped model keeps real chords when it decodes real latents and writes fewer from the
+latents `generate` draws for sad and tense pieces (journal, session 24).
 """
 
 from __future__ import annotations
@@ -54,16 +60,25 @@ def by_span(measure, pieces, config, fmt: str) -> str:
     return " / ".join(format(np.nanmean([measure(g, config, span) for g in pieces]), fmt) for span in SPANS)
 
 
-def teacher_forced(model, data: str) -> dict[int, tuple[float, float, int]]:
-    """Per quadrant: the model's mean probability that an onset's first pitch is below BASS, the
-    data's share, and the onsets counted, over EMOPIA `val` windows with the posterior means."""
+def chord_share(grid, config) -> float:
+    """The share of pitched notes followed by another at the same onset (drums left out)."""
+    from emocompose.features import pitched_notes
+
+    onset = pitched_notes(grid, config).onset
+    return float(1 - len(np.unique(onset)) / len(onset)) if len(onset) else np.nan
+
+
+def teacher_forced(model, data: str) -> dict[str, dict[int, tuple[float, float, int]]]:
+    """Per measure and quadrant, over EMOPIA `val` windows with the posterior means: the model's
+    mean probability, the data's share and the cases counted. "bass": that an onset's first
+    pitch is below BASS; "chord": that a pitch follows a (pitched) note's Duration."""
     import torch
 
     from emocompose.dataset import Dataset, Windows
     from emocompose.features import BASS
     from emocompose.judge import quadrants
     from emocompose.midi import DRUMS
-    from emocompose.tokenizer import PITCH, POSITION
+    from emocompose.tokenizer import DURATION, PITCH, POSITION
     from emocompose.train import TrainConfig
 
     ds = Dataset(data)
@@ -71,7 +86,7 @@ def teacher_forced(model, data: str) -> dict[int, tuple[float, float, int]]:
     vocab = ds.vocab
     pitched = (vocab.kind == PITCH) & (vocab.track != DRUMS)  # over the vocabulary
     low = pitched & (vocab.value < BASS)
-    sums: dict[int, list[float]] = {}
+    sums: dict[str, dict[int, list[float]]] = {"bass": {}, "chord": {}}
     windows = win.val_windows()
     with torch.inference_mode():
         for i in range(0, len(windows), 8):
@@ -86,11 +101,16 @@ def teacher_forced(model, data: str) -> dict[int, tuple[float, float, int]]:
             quadrant = quadrants(batch["labels"].numpy())
             at = (vocab.kind[inp] == POSITION) & (target >= 0) & pitched[target.clip(0)]
             for r in np.flatnonzero(at):
-                s = sums.setdefault(int(quadrant[piece[r]]), [0.0, 0.0, 0])
+                s = sums["bass"].setdefault(int(quadrant[piece[r]]), [0.0, 0.0, 0])
                 s[0] += p[r, low].sum() / p[r, pitched].sum()
                 s[1] += float(low[target[r]])
                 s[2] += 1
-    return {q: (a / n, b / n, n) for q, (a, b, n) in sums.items()}
+            for r in np.flatnonzero((vocab.kind[inp] == DURATION) & (vocab.track[inp] != DRUMS) & (target >= 0)):
+                s = sums["chord"].setdefault(int(quadrant[piece[r]]), [0.0, 0.0, 0])
+                s[0] += p[r, pitched].sum()
+                s[1] += float(pitched[target[r]])
+                s[2] += 1
+    return {m: {q: (a / n, b / n, n) for q, (a, b, n) in by.items()} for m, by in sums.items()}
 
 
 def main() -> None:
@@ -114,12 +134,12 @@ def main() -> None:
     forced = teacher_forced(c.trained.model, args.data)
     print(f"model {c.trained.path}: the share of onsets that begin below C3 (of bars with a note below it)")
     print(f"{'':6} | {'real clips':12} | {'teacher-forced: model / data':28} | generated, bars 1 / 2-3 / 4-20 (all)")
-    density = []
+    density, chords = [], []
     for k, name in enumerate(NAMES):
         clips = [g for g, q in zip(real.grids, real_q) if q == k]
         grids = [res.grid for s in args.seeds for res in c.generate(name, bars=20, count=args.pieces, seed=s)]
         spans = by_span(onset_bass, grids, config, ".3f")
-        model_p, data_p, _ = forced.get(k, (np.nan, np.nan, 0))
+        model_p, data_p, _ = forced["bass"].get(k, (np.nan, np.nan, 0))
         print(
             f"{name:6} | {np.nanmean([onset_bass(g, config) for g in clips]):.3f} "
             f"({np.nanmean([bass_share(g) for g in clips]):.2f}) | {model_p:.3f} / {data_p:.3f}{'':14} | "
@@ -128,9 +148,21 @@ def main() -> None:
         density.append(
             (name, by_span(notes_per_bar, clips, config, ".1f"), by_span(notes_per_bar, grids, config, ".1f"))
         )
+        test = [g for g, q, s in zip(real.grids, real_q, real.splits) if q == k and s == "test"][: args.pieces]
+        again = [c.transform(g, name, 0.0, source=name, keep="none").grid for g in test]
+        model_c, data_c, _ = forced["chord"].get(k, (np.nan, np.nan, 0))
+        chords.append(
+            f"{name:6} | {np.nanmean([chord_share(g, config) for g in clips]):.3f}{'':7} | {model_c:.3f} / "
+            f"{data_c:.3f}{'':14} | {np.nanmean([chord_share(g, config) for g in again]):.3f}{'':36} | "
+            f"{np.nanmean([chord_share(g, config) for g in grids]):.3f}"
+        )
     print("pitched notes per bar, bars 1 / 2-3 / 4-20: real clips | generated")
     for name, real_d, gen_d in density:
         print(f"{name:6} | {real_d:18} | {gen_d}")
+    print("the share of notes followed by another at the same onset:")
+    print(f"{'':6} | {'real clips':12} | {'teacher-forced: model / data':28} | "
+          f"{'test clips decoded from their own latents':41} | generated")  # fmt: skip
+    print("\n".join(chords))
 
 
 if __name__ == "__main__":
