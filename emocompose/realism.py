@@ -149,7 +149,7 @@ def overlapping_area(real: np.ndarray, generated: np.ndarray, points: int = 512)
     def density(d: np.ndarray) -> np.ndarray:
         # binned: each distance shared between its two grid points, the counts convolved with the
         # kernel. The direct sum over every (grid point, distance) pair took 3 of the 4 s of each
-        # realism test of 160 rewrites; binned it is 0.2% of that, within 1e-3 of it (a test)
+        # realism test of 160 rewrites; binned it takes under 1% of that, within 1e-3 of it (a test)
         bw = max(d.std() * len(d) ** -0.2, 1e-3 * hi)
         at = (d - grid[0]) / step
         i = np.minimum(at.astype(np.int64), points - 2)
