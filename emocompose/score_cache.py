@@ -61,4 +61,4 @@ def _key(data: bytes, kind: str) -> str:
         music21 = version("music21")
     except PackageNotFoundError:
         music21 = "unknown"
-    return hashlib.sha256(f"{kind.lower()}\0{music21}\0".encode() + data).hexdigest()
+    return hashlib.sha256(f"{kind}\0{music21}\0".encode() + data).hexdigest()

@@ -273,17 +273,17 @@ def test_a_picture_is_headed_by_the_name_of_the_file_it_shows(tiny_model, tmp_pa
     import torch
 
     from emocompose import cli, figures
+    from emocompose.hardware import torch_threads
 
     titles, draw = [], figures.piece
     monkeypatch.setattr(figures, "piece", lambda *a: titles.append(a[-1]) or draw(*a))
     # the command sets this process's decoding threads and its Ctrl-C handlers: put them back
-    threads, handlers = torch.get_num_threads(), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with pytest.raises(SystemExit) as exc:
+        with torch_threads(torch.get_num_threads()), pytest.raises(SystemExit) as exc:
             cli.main(["generate", "--emotion", "calm", "--bars", "2", "-m", str(tiny_model), "-o",
                       str(tmp_path / "mine.mid"), "--plot", str(tmp_path / "mine.png")])  # fmt: skip
     finally:
-        torch.set_num_threads(threads)
         for s, handler in handlers.items():
             signal.signal(s, handler)
     assert exc.value.code == EXIT_OK and titles == ["mine.mid"]

@@ -721,10 +721,9 @@ def test_pairs_swapped_together_each_keep_their_a(composer):
 
 
 def test_decoding_threads_one_for_a_piece_and_a_bad_setting_is_a_usage_error(monkeypatch):
-    from emocompose.hardware import THREADS_ENV, set_decoding_threads
+    from emocompose.hardware import THREADS_ENV, set_decoding_threads, torch_threads
 
-    before = torch.get_num_threads()
-    try:
+    with torch_threads(torch.get_num_threads()):  # put back what the settings below change
         monkeypatch.delenv(THREADS_ENV, raising=False)
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         assert set_decoding_threads(1) == 1
@@ -733,8 +732,6 @@ def test_decoding_threads_one_for_a_piece_and_a_bad_setting_is_a_usage_error(mon
         monkeypatch.setenv(THREADS_ENV, "many")
         with pytest.raises(UsageError, match=THREADS_ENV):
             set_decoding_threads(1)
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_every_result_names_the_key_analyze_hears_in_its_file(composer):
