@@ -163,9 +163,11 @@ class Composer:
         bars at each change. See `latents.prior_latents` for `coherence`, `key` and `paper`,
         `best_of` for `candidates` (default presets.CANDIDATES, 1 with `paper`), `echo` for the
         share of bars that repeat the onsets of the bar ECHO_BACK before them (within a segment;
-        none with `paper`)."""
+        none with `paper`); each piece's left hand is held near real music's (`bass`; not with
+        `paper`)."""
         import numpy as np
 
+        from emocompose import bass
         from emocompose.echo import Echo, echo_plan
         from emocompose.sampling import BarPlan
 
@@ -178,11 +180,13 @@ class Composer:
                                                coherence, check_key(key, paper), paper, transition, key_spread)  # fmt: skip
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
         rng, segment = np.random.default_rng(seed), np.repeat(np.arange(len(segments)), [s.bars for s in segments])
+        left_hand = None if paper else bass.targets(segments, transition)
         plans = []
         for _ in range(count * n):
             back = echo_plan(bars, 0.0 if paper else echo, ECHO_BACK, rng, segment)
             plans.append(BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars,
-                                 echo=Echo(self.tok.vocab, back) if max(back, default=-1) >= 0 else None))  # fmt: skip
+                                 echo=Echo(self.tok.vocab, back) if max(back, default=-1) >= 0 else None,
+                                 bass=left_hand))  # fmt: skip
         grids = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
         picks, qs = self.best_of(grids, [segments] * count, n)
         results = []

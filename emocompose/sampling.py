@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from emocompose.bass import Bass
 from emocompose.midi import DRUMS, TRACKS
 from emocompose.presets import SamplingConfig
 from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, TEMPO, VELOCITY, Vocab
@@ -52,6 +53,7 @@ class BarPlan:
     tracks: list[int] | None = None
     hold: "MelodyHold | None" = None
     echo: "Echo | None" = None  # bars that repeat an earlier bar's onsets (`echo`)
+    bass: list[float] | None = None  # per bar, the share of onsets to begin below C3 (`bass`)
 
 
 class Grammar:
@@ -320,6 +322,7 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
     if T == 0:
         return out
     held, register = Held(vocab, B, before), Register(vocab, B, before)
+    bass = Bass(vocab, [p.bass for p in plans], T)
     weights = StepWeights(model.dec, (model.dec.memory_bars + 1) * L + 8, int8=int8_decoding(device))
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=weights)
     # each sequence on its own bar: one that ends a bar begins its next at the next step
@@ -380,7 +383,13 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
             if i in choices:
                 ids, a, b = choices[i]
                 keys, far = (held.keys(i, ids, a, b, pos[i]), register.far(i, ids, a, b)) if state[i] in PLACES else (None, None)
-                nxt = int(ids[draw(logits[at[i], ids - lo], cfg, u[i], (a, b), keys, far)])
+                z = logits[at[i], ids - lo]
+                onset = state[i] == AFTER_POSITION  # an onset's first pitch is its lowest note
+                if onset:
+                    z = bass.steer(i, bar[i], ids, z, a, b, far)
+                nxt = int(ids[draw(z, cfg, u[i], (a, b), keys, far)])
+                if onset and grammar.kind[nxt] == PITCH:
+                    bass.wrote(i, bar[i], nxt)
             elif hold and hold.forced() is not None:
                 nxt = hold.forced()
             else:  # a fixed tempo replaces the model's choice

@@ -61,6 +61,22 @@ def run_cli(*args, stdin: bytes | None = None, env: dict | None = None, timeout:
                           capture_output=True, timeout=timeout, env=e, cwd=ROOT)  # fmt: skip
 
 
+def prefer(monkeypatch, model, vocab, table) -> None:
+    """Make `model`'s logits take the values of `table`, (token ids, logit) pairs, wherever those
+    ids are computed (`model.logits` computes a span of ids), so that tests can steer what the
+    decoder likes."""
+    logits = model.logits
+
+    def preferring(h, lo=0, hi=None):
+        out = logits(h, lo, hi)
+        for ids, value in table:
+            inside = ids[(ids >= lo) & (ids < (hi or len(vocab)))]
+            out[:, inside - lo] = value
+        return out
+
+    monkeypatch.setattr(model, "logits", preferring)
+
+
 def needs(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not present")
 

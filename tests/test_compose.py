@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import midi_bytes, run_cli, scale
+from conftest import midi_bytes, prefer, run_cli, scale
 from emocompose import latents
 from emocompose.compose import Composer, check_key
 from emocompose.emotions import EMOTIONS
@@ -587,16 +587,7 @@ def _love_the_piano_played_short(model, vocab, monkeypatch) -> None:
     steps = vocab.config.duration_array
     keys = vocab.pitch0 + 128 * PIANO + np.arange(128)
     short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)
-    logits = model.logits
-
-    def loving(h, lo=0, hi=None):
-        out = logits(h, lo, hi)
-        for ids, value in ((keys, 50.0), (short, 100.0)):
-            inside = ids[(ids >= lo) & (ids < (hi or len(vocab)))]
-            out[:, inside - lo] = value
-        return out
-
-    monkeypatch.setattr(model, "logits", loving)
+    prefer(monkeypatch, model, vocab, ((keys, 50.0), (short, 100.0)))
 
 
 def test_decoding_never_strikes_a_key_still_sounding(composer, monkeypatch):
@@ -662,22 +653,17 @@ def test_a_pitch_far_beyond_the_range_played_comes_only_when_the_model_means_it(
     octave = vocab.pitch0 + 128 * PIANO + np.arange(60, 72)
     far = vocab.pitch0 + 128 * PIANO + np.array([30])
     short = vocab.dur0 + len(steps) * PIANO + np.flatnonzero(steps <= 4)
-    logits = model.logits
     n = len(octave) + 4  # the octave's keys at steps 0-11, then a kick, snares and a hi-hat
     before = Grid(np.array([16]), np.array([0]), np.zeros(n, np.int64), np.arange(n),
                   np.r_[np.full(12, PIANO), np.full(4, DRUMS)], np.r_[np.arange(60, 72), 35, 38, 40, 42],
                   np.full(n, 10), np.zeros(n, np.int64))  # fmt: skip
     cond = torch.randn(8, 3, model.config.d, generator=torch.Generator().manual_seed(0))
 
-    def far_notes(far_logit: float, widen: int) -> int:
-        def loving(h, lo=0, hi=None):
-            out = logits(h, lo, hi)
-            for ids, value in ((octave, 50.0), (far, far_logit), (short, 100.0)):
-                inside = ids[(ids >= lo) & (ids < (hi or len(vocab)))]
-                out[:, inside - lo] = value
-            return out
+    logits = model.logits
 
-        monkeypatch.setattr(model, "logits", loving)
+    def far_notes(far_logit: float, widen: int) -> int:
+        monkeypatch.setattr(model, "logits", logits)  # each preference on the model's own logits
+        prefer(monkeypatch, model, vocab, ((octave, 50.0), (far, far_logit), (short, 100.0)))
         monkeypatch.setattr(sampling, "WIDEN", widen)
         plans = [BarPlan([16] * 3, [-1] * 3) for _ in range(8)]
         out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=1.0, top_p=1.0, seed=2), before=before)
