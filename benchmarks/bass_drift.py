@@ -29,20 +29,6 @@ import numpy as np
 SPANS = ((0, 1), (1, 3), (3, None))  # bars 1, 2-3, 4 on
 
 
-def onset_bass(grid, config, bars: tuple[int, int | None] = (0, None)) -> float:
-    """The share of the onsets in `bars` whose lowest note is below C3 (drums left out)."""
-    from emocompose.features import BASS, pitched_notes
-    from emocompose.realism import _top_voice
-
-    n = pitched_notes(grid, config)
-    lo, hi = bars
-    keep = (n.bar >= lo) & (n.bar < (grid.n_bars if hi is None else hi))
-    if not keep.any():
-        return np.nan
-    lowest = -_top_voice(n.onset[keep], -n.pitch[keep])  # the bottom voice: the top one of the pitches negated
-    return float(np.mean(lowest < BASS))
-
-
 def notes_per_bar(grid, config, bars: tuple[int, int | None]) -> float:
     """Pitched notes per bar over the bars of `bars` that the piece has (nan if none)."""
     from emocompose.features import pitched_notes
@@ -121,6 +107,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = ap.parse_args()
 
+    from emocompose.bass import onset_share
     from emocompose.compose import Composer
     from emocompose.emotions import NAMES
     from emocompose.features import bass_share
@@ -138,10 +125,10 @@ def main() -> None:
     for k, name in enumerate(NAMES):
         clips = [g for g, q in zip(real.grids, real_q) if q == k]
         grids = [res.grid for s in args.seeds for res in c.generate(name, bars=20, count=args.pieces, seed=s)]
-        spans = by_span(onset_bass, grids, config, ".3f")
+        spans = by_span(lambda g, _, span: onset_share(g, span), grids, config, ".3f")
         model_p, data_p, _ = forced["bass"].get(k, (np.nan, np.nan, 0))
         print(
-            f"{name:6} | {np.nanmean([onset_bass(g, config) for g in clips]):.3f} "
+            f"{name:6} | {np.nanmean([onset_share(g) for g in clips]):.3f} "
             f"({np.nanmean([bass_share(g) for g in clips]):.2f}) | {model_p:.3f} / {data_p:.3f}{'':14} | "
             f"{spans} ({np.nanmean([bass_share(g) for g in grids]):.2f})"
         )

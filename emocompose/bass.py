@@ -7,9 +7,9 @@ onsets 0.16 in the first bar, 0.04 from the fourth on, against real clips' 0.19:
 `benchmarks/bass_drift.py`), and a piano piece without a left hand sounds like a right hand
 alone. So while `generate` decodes, each piece's share of onsets that begin below C3, over its
 last WINDOW bars and the bar so far, is held near the share real music of its emotion has
-(`presets.BASS_ONSETS`): at an onset's first pitch the pitches below C3 are made likelier by
-target / share where the share has fallen under the target, and less likely where it has risen
-above, by at most CAP either way. Which bass pitch it is, and whether a note comes at all, stay
+(`presets.BASS_ONSETS`), and a continuation's near its prompt's: at an onset's first pitch the
+pitches below C3 are made likelier by target / share where the share has fallen under the
+target, and less likely where it has risen above, by at most CAP either way. Which bass pitch it is, and whether a note comes at all, stay
 the model's; a pitch the range rule holds back (`sampling.Register`) is not raised, so a piece's
 range still widens a fourth at a time.
 """
@@ -35,9 +35,10 @@ MIN_ONSETS = 4  # fewer onsets than this say too little to steer by
 class Bass:
     """The onsets of each sequence of a batch, per bar, and how many begin below C3."""
 
-    def __init__(self, vocab: Vocab, targets: list[list[float] | None], bars: int):
-        """`targets`: per sequence, the share to hold each bar to (None: leave it to the model)."""
-        self.targets = targets
+    def __init__(self, vocab: Vocab, targets: list[list[float] | None], bars: int, first: int = 1):
+        """`targets`: per sequence, the share to hold each bar to (None: leave it to the model);
+        `first`: the first bar steered (1: a piece's opening bar is the model's own; 0 after a prompt)."""
+        self.targets, self.first = targets, first
         self.low = (vocab.kind == PITCH) & (vocab.value < BASS) & (vocab.track != DRUMS)  # by token id
         self.onsets = np.zeros((len(targets), bars + 1))
         self.lows = np.zeros((len(targets), bars + 1))
@@ -45,10 +46,9 @@ class Bass:
     def steer(self, i: int, bar: int, ids: np.ndarray, logits: np.ndarray, a: int, b: int,
               far: np.ndarray | None) -> np.ndarray:  # fmt: skip
         """The `logits` of the tokens `ids` at an onset's first pitch of sequence i, with the bass
-        pitches among ids[a:b] (those not `far`) moved toward the bar's target. The first bar is
-        the model's own."""
+        pitches among ids[a:b] (those not `far`) moved toward the bar's target."""
         target = self.targets[i]
-        if target is None or bar == 0:
+        if target is None or bar < self.first:
             return logits
         start = max(0, bar - WINDOW)
         n, low = self.onsets[i, start : bar + 1].sum(), self.lows[i, start : bar + 1].sum()
@@ -64,6 +64,19 @@ class Bass:
         """Sequence i began an onset of its bar `bar` with the pitch token `token`."""
         self.onsets[i, bar] += 1
         self.lows[i, bar] += self.low[token]
+
+
+def onset_share(grid, bars: tuple[int, int | None] = (0, None)) -> float:
+    """The share of a piece's onsets in `bars` (first, after last; None: to the end), drums left
+    out, whose lowest note is below C3 (nan: no such onset)."""
+    lo, hi = bars
+    keep = (grid.track != DRUMS) & (grid.bar >= lo) & (grid.bar < (grid.n_bars if hi is None else hi))
+    if not keep.any():
+        return float("nan")
+    onsets, which = np.unique(grid.onsets[keep], return_inverse=True)
+    lowest = np.full(len(onsets), 128)
+    np.minimum.at(lowest, which, grid.pitch[keep])
+    return float(np.mean(lowest < BASS))
 
 
 def targets(segments, transition: int) -> list[float]:

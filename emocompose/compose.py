@@ -209,7 +209,9 @@ class Composer:
         after the decoder's memory of it (of its last `prompt_bars` bars; default all), in the
         emotion the model hears in those bars or in `emotion` (`latents.continued_latents`).
         The new bars keep the meter and tempo of the prompt's last bar, its instruments by
-        register and its last bar's drums (`rewrite.continued_instruments`)."""
+        register, its last bar's drums (`rewrite.continued_instruments`) and the share of its
+        onsets that begin in the bass (`bass`)."""
+        from emocompose import bass
         from emocompose.melody import piano_view
         from emocompose.midi import PIANO
         from emocompose.sampling import BarPlan
@@ -230,7 +232,10 @@ class Composer:
         if "key" in info:
             info["key"] = key_path(info["key"])
         last = prompt.n_bars - 1
-        plan = BarPlan([int(prompt.bar_positions[last])] * bars, [int(prompt.bar_tempo[last])] * bars, [PIANO])
+        # the new bars keep the left hand the prompt has (`bass`); a prompt without one is left to the model
+        left_hand = bass.onset_share(context)
+        plan = BarPlan([int(prompt.bar_positions[last])] * bars, [int(prompt.bar_tempo[last])] * bars, [PIANO],
+                       bass=[left_hand] * bars if left_hand > 0 else None)
         grids = self.trained.decode(z_r, z_k, [plan] * (count * n), SamplingConfig(temperature, top_p, seed),
                                     self.trained.memory(context, *encoded), before=view)  # fmt: skip
         picks, qs = self.best_of(grids, [[Segment(bars, emotions.levels(name))]] * count, n)

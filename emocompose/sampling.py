@@ -322,7 +322,7 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
     if T == 0:
         return out
     held, register = Held(vocab, B, before), Register(vocab, B, before)
-    bass = Bass(vocab, [p.bass for p in plans], T)
+    bass = Bass(vocab, [p.bass for p in plans], T, first=0 if before is not None else 1)
     weights = StepWeights(model.dec, (model.dec.memory_bars + 1) * L + 8, int8=int8_decoding(device))
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=weights)
     # each sequence on its own bar: one that ends a bar begins its next at the next step

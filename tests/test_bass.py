@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import prefer
+from conftest import midi_bytes, prefer, scale
 from emocompose import bass
 from emocompose.compose import Composer
 from emocompose.emotions import NAMES
@@ -83,17 +83,47 @@ def test_targets_are_real_musics_share_for_each_emotion_and_glide_between_them()
     assert all(calm < t < tense for t in turn[6:10]) and turn[6:10] == sorted(turn[6:10])
 
 
-def test_generate_holds_the_left_hand_and_the_papers_way_leaves_it_to_the_model(composer, monkeypatch):
-    """`generate` gives every piece its emotion's targets, bar by bar; `--paper`, the paper's
-    operations exactly, gives none."""
+@pytest.fixture
+def targets_given(monkeypatch):
+    """What each decoding gives `Bass`, in order: (the targets, the first bar steered)."""
     given = []
     init = bass.Bass.__init__
 
-    def spy(self, vocab, targets, bars):
-        given.append(targets)
-        init(self, vocab, targets, bars)
+    def spy(self, vocab, targets, bars, first=1):
+        given.append((targets, first))
+        init(self, vocab, targets, bars, first)
 
     monkeypatch.setattr(bass.Bass, "__init__", spy)
+    return given
+
+
+def test_generate_holds_the_left_hand_and_the_papers_way_leaves_it_to_the_model(composer, targets_given):
+    """`generate` gives every piece its emotion's targets, bar by bar, from its second bar; `--paper`,
+    the paper's operations exactly, gives none."""
     composer.generate("calm:4,sad:4", seed=4)
     composer.generate("sad", bars=8, seed=4, paper=True)
-    assert given == [[bass.targets(plan("calm:4,sad:4", None, None, None, 8), 2)], [None]]
+    assert targets_given == [([bass.targets(plan("calm:4,sad:4", None, None, None, 8), 2)], 1), ([None], 1)]
+
+
+def test_the_share_counts_each_onset_by_its_lowest_pitched_note():
+    """Four onsets in bar 1: a chord over C2, a lone C4, a kick under a C4 (drums are sounds, not
+    the left hand) and a low A2 alone; bar 2 holds one more onset, over C2."""
+    piano = [(36, 80, 0, 1), (60, 80, 0, 1), (64, 80, 0, 1), (60, 80, 1, 2), (62, 80, 2, 3), (45, 80, 3, 4),
+             (36, 80, 4, 5)]  # fmt: skip
+    drums = [(36, 100, 2, 2.5)]
+    tok = Composer.load(None).tok
+    grid = tok.grid(tok.load("x.mid", data=midi_bytes([(0, False, piano), (0, True, drums)])))
+    assert bass.onset_share(grid, (0, 1)) == pytest.approx(0.5)
+    assert bass.onset_share(grid) == pytest.approx(0.6)
+    assert np.isnan(bass.onset_share(grid, (2, None)))
+
+
+def test_a_continuation_keeps_the_left_hand_its_prompt_has(composer, targets_given):
+    """The new bars are held, from their first bar on (the prompt's bars come before it), to the
+    share of the prompt's onsets that begin below C3, here one in four; a prompt without a left
+    hand is left to the model."""
+    left = [(36, 80, b, b + 1) for b in range(0, 8, 4)]  # a C2 under every fourth of the scale's notes
+    for notes in (scale(bars=2) + left, scale(bars=2)):
+        prompt = composer.tok.grid(composer.tok.load("p.mid", data=midi_bytes([(0, False, notes)])))
+        composer.continuation(prompt, 3, seed=1)
+    assert targets_given == [([[0.25] * 3], 0), ([None], 0)]

@@ -60,7 +60,7 @@ def generate(
     plot: Optional[str] = PLOT_OPT,
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Continue this MIDI file: its bars unchanged, then "
                                          "--bars new ones (default 8) in its emotion or --emotion's, with its meter, "
-                                         "tempo, instruments and last bar's drums."),
+                                         "tempo, instruments, last bar's drums and left hand."),
     prompt_bars: Optional[int] = typer.Option(None, help="With --prompt: read only its last K bars as context."),
 ) -> None:
     """Compose new music that carries an emotion, or continue a piece of yours.
