@@ -64,7 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # only the judge and the realism test are used: nothing is written
         ev = Evaluation(c, real, Path(tmp), EvalConfig(pieces=args.pieces, bars=args.bars, seed=args.seed))
         for setting in args.settings:
-            t, p, lt, coh, echo, spread = (list(map(float, setting.split("/"))) + [presets.ECHO, presets.KEY_SPREAD])[:6]
+            given = list(map(float, setting.split("/")))
+            t, p, lt, coh, echo, spread = given + [presets.ECHO, presets.KEY_SPREAD][len(given) - 4 :]
             grids, right, results = {}, [], []
             with Timer() as timer:
                 for i, name in enumerate(NAMES):
