@@ -9,9 +9,9 @@ alone. So while `generate` decodes, each piece's share of onsets that begin belo
 last WINDOW bars and the bar so far, is held near the share real music of its emotion has
 (`presets.BASS_ONSETS`), and a continuation's near its prompt's: at an onset's first pitch the
 pitches below C3 are made likelier by target / share where the share has fallen under the
-target, and less likely where it has risen above, by at most CAP either way. Which bass pitch it is, and whether a note comes at all, stay
-the model's; a pitch the range rule holds back (`sampling.Register`) is not raised, so a piece's
-range still widens a fourth at a time.
+target, and less likely where it has risen above, by at most CAP either way. Which bass pitch it
+is, and whether a note comes at all, stay the model's; a pitch the range rule holds back
+(`sampling.Register`) is not raised, so a piece's range still widens a fourth at a time.
 """
 
 from __future__ import annotations
