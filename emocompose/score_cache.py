@@ -3,8 +3,9 @@
 time: 3.4 s for a 350-bar Haydn quartet movement, 19 s for the ten scores `evaluate` rewrites.
 
 The files live in a folder `scores` under $EMOCOMPOSE_CACHE, else $XDG_CACHE_HOME/emocompose,
-else ~/.cache/emocompose; EMOCOMPOSE_CACHE=off keeps nothing. A file is named by a hash of the score's bytes, its kind and
-music21's version, so an edited score or another music21 is converted anew. A cache that cannot
+else ~/.cache/emocompose; EMOCOMPOSE_CACHE=off keeps nothing. A file is named by a hash of the
+score's bytes, its kind and music21's version, so an edited score or another music21 is
+converted anew. A cache that cannot
 be read or written is passed by: it only ever saves time.
 """
 

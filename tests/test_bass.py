@@ -11,7 +11,6 @@ from conftest import midi_bytes, prefer, scale
 from emocompose import bass
 from emocompose.compose import Composer
 from emocompose.emotions import NAMES
-from emocompose.features import BASS
 from emocompose.midi import DRUMS, PIANO
 from emocompose.presets import BASS_ONSETS
 from emocompose.sampling import BarPlan, SamplingConfig, decode_bars
@@ -21,15 +20,6 @@ from emocompose.trajectory import Segment, plan
 @pytest.fixture(scope="module")
 def composer(tiny_model):
     return Composer.load(tiny_model)
-
-
-def onsets_in_bass(grid) -> float:
-    """The share of a piece's onsets (drums left out) whose lowest note is below C3."""
-    pitched = grid.track != DRUMS
-    onsets = {}
-    for b, p, pitch in zip(grid.bar[pitched], grid.pos[pitched], grid.pitch[pitched]):
-        onsets[b, p] = min(onsets.get((b, p), 128), pitch)
-    return float(np.mean([low < BASS for low in onsets.values()]))
 
 
 def test_the_left_hand_moves_toward_its_target_from_either_side(composer, monkeypatch):
@@ -46,7 +36,7 @@ def test_the_left_hand_moves_toward_its_target_from_either_side(composer, monkey
     for target in (0.9, None, 0.0):
         plans = [BarPlan([16] * 8, [-1] * 8, bass=None if target is None else [target] * 8) for _ in range(6)]
         out = decode_bars(model, vocab, cond, plans, SamplingConfig(temperature=1.0, top_p=1.0, seed=1))
-        share[target] = np.mean([onsets_in_bass(composer.tok.decode(np.concatenate(seq))) for seq in out])
+        share[target] = np.mean([bass.onset_share(composer.tok.decode(np.concatenate(seq))) for seq in out])
     # the odds move by target / share: from about 0.63 alone, by 1.4 toward 0.9 and by CAP toward 0
     assert share[0.9] > share[None] + 0.05 and share[0.0] < share[None] - 0.1, share
 
@@ -105,14 +95,13 @@ def test_generate_holds_the_left_hand_and_the_papers_way_leaves_it_to_the_model(
     assert targets_given == [([bass.targets(plan("calm:4,sad:4", None, None, None, 8), 2)], 1), ([None], 1)]
 
 
-def test_the_share_counts_each_onset_by_its_lowest_pitched_note():
+def test_the_share_counts_each_onset_by_its_lowest_pitched_note(composer):
     """Four onsets in bar 1: a chord over C2, a lone C4, a kick under a C4 (drums are sounds, not
     the left hand) and a low A2 alone; bar 2 holds one more onset, over C2."""
     piano = [(36, 80, 0, 1), (60, 80, 0, 1), (64, 80, 0, 1), (60, 80, 1, 2), (62, 80, 2, 3), (45, 80, 3, 4),
              (36, 80, 4, 5)]  # fmt: skip
     drums = [(36, 100, 2, 2.5)]
-    tok = Composer.load(None).tok
-    grid = tok.grid(tok.load("x.mid", data=midi_bytes([(0, False, piano), (0, True, drums)])))
+    grid = composer.tok.grid(composer.tok.load("x.mid", data=midi_bytes([(0, False, piano), (0, True, drums)])))
     assert bass.onset_share(grid, (0, 1)) == pytest.approx(0.5)
     assert bass.onset_share(grid) == pytest.approx(0.6)
     assert np.isnan(bass.onset_share(grid, (2, None)))
