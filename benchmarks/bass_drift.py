@@ -18,6 +18,9 @@ it teacher-forced (after each note's Duration), in real clips, in test clips dec
 their own posterior means (`transform` at lambda 0 with nothing kept) and in generated pieces.
 The shipped model keeps real chords when it decodes real latents and writes fewer from the
 latents `generate` draws for sad and tense pieces (journal, session 24).
+
+And the top voice: how often an onset's highest note lies within a whole tone of the previous
+onset's (`top_voice.step_share`), which `generate` holds near real music's (journal, session 26).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ def main() -> None:
     from emocompose.features import bass_share
     from emocompose.judge import quadrants
     from emocompose.real_music import load_real
+    from emocompose.top_voice import step_share
 
     c = Composer.load(args.model)
     config = c.tok.config
@@ -121,7 +125,7 @@ def main() -> None:
     forced = teacher_forced(c.trained.model, args.data)
     print(f"model {c.trained.path}: the share of onsets that begin below C3 (of bars with a note below it)")
     print(f"{'':6} | {'real clips':12} | {'teacher-forced: model / data':28} | generated, bars 1 / 2-3 / 4-20 (all)")
-    density, chords = [], []
+    density, chords, steps = [], [], []
     for k, name in enumerate(NAMES):
         clips = [g for g, q in zip(real.grids, real_q) if q == k]
         grids = [res.grid for s in args.seeds for res in c.generate(name, bars=20, count=args.pieces, seed=s)]
@@ -143,6 +147,9 @@ def main() -> None:
             f"{data_c:.3f}{'':14} | {np.nanmean([chord_share(g, config) for g in again]):.3f}{'':36} | "
             f"{np.nanmean([chord_share(g, config) for g in grids]):.3f}"
         )
+        steps.append(f"{name:6} | {np.nanmean([step_share(g) for g in clips]):.3f}{'':7} | "
+                     f"{np.nanmean([step_share(g) for g in again]):.3f}{'':36} | "
+                     f"{np.nanmean([step_share(g) for g in grids]):.3f}")  # fmt: skip
     print("pitched notes per bar, bars 1 / 2-3 / 4-20: real clips | generated")
     for name, real_d, gen_d in density:
         print(f"{name:6} | {real_d:18} | {gen_d}")
@@ -150,6 +157,9 @@ def main() -> None:
     print(f"{'':6} | {'real clips':12} | {'teacher-forced: model / data':28} | "
           f"{'test clips decoded from their own latents':41} | generated")  # fmt: skip
     print("\n".join(chords))
+    print("the share of onsets whose highest note moves by a step (a whole tone or less):")
+    print(f"{'':6} | {'real clips':12} | {'test clips decoded from their own latents':41} | generated")
+    print("\n".join(steps))
 
 
 if __name__ == "__main__":

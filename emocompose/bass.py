@@ -9,8 +9,8 @@ alone. So while `generate` decodes, each piece's share of onsets that begin belo
 last WINDOW bars and the bar so far, is held near the share real music of its emotion has
 (`presets.BASS_ONSETS`), and a continuation's near its prompt's: at an onset's first pitch the
 pitches below C3 are made likelier by target / share where the share has fallen under the
-target, and less likely where it has risen above, by at most CAP either way. Which bass pitch it
-is, and whether a note comes at all, stay the model's; a pitch the range rule holds back
+target, and less likely where it has risen above, by at most CAP either way (`share`). Which
+bass pitch it is, and whether a note comes at all, stay the model's; a pitch the range rule holds back
 (`sampling.Register`) is not raised, so a piece's range still widens a fourth at a time.
 """
 
@@ -20,41 +20,31 @@ import numpy as np
 
 from emocompose.features import BASS
 from emocompose.midi import DRUMS
+from emocompose.share import Share, per_bar
 from emocompose.tokenizer import PITCH, Vocab
 
-WINDOW = 4  # bars before the current one that the share is read over
 # The most the bass pitches' odds move at one onset. From the fourth bar on the model gives sad
 # pieces' bass about a fifth of real music's share, so the cap must be large; measured on 50 sad
 # pieces, bars 4-20 (real clips 0.19, the model alone 0.04): 0.09 at 8 as it is, and 0.12 at 8 or
 # 0.09 at 4 with the bass exempt from the range rule, which stretched sad pieces' range 17% past
 # real music's
 CAP = 8.0
-MIN_ONSETS = 4  # fewer onsets than this say too little to steer by
 
 
-class Bass:
+class Bass(Share):
     """The onsets of each sequence of a batch, per bar, and how many begin below C3."""
 
     def __init__(self, vocab: Vocab, targets: list[list[float] | None], bars: int, first: int = 1):
-        """`targets`: per sequence, the share to hold each bar to (None: leave it to the model);
-        `first`: the first bar steered (1: a piece's opening bar is the model's own; 0 after a prompt)."""
-        self.targets, self.first = targets, first
+        super().__init__(targets, bars, CAP, first)
         self.low = (vocab.kind == PITCH) & (vocab.value < BASS) & (vocab.track != DRUMS)  # by token id
-        self.onsets = np.zeros((len(targets), bars + 1))
-        self.lows = np.zeros((len(targets), bars + 1))
 
     def steer(self, i: int, bar: int, ids: np.ndarray, logits: np.ndarray, a: int, b: int,
               far: np.ndarray | None) -> np.ndarray:  # fmt: skip
         """The `logits` of the tokens `ids` at an onset's first pitch of sequence i, with the bass
         pitches among ids[a:b] (those not `far`) moved toward the bar's target."""
-        target = self.targets[i]
-        if target is None or bar < self.first:
+        factor = self.factor(i, bar)
+        if factor is None:
             return logits
-        start = max(0, bar - WINDOW)
-        n, low = self.onsets[i, start : bar + 1].sum(), self.lows[i, start : bar + 1].sum()
-        if n < MIN_ONSETS:
-            return logits
-        factor = min(CAP, max(1 / CAP, target[bar] * n / max(low, 1e-9)))
         bass = self.low[ids]
         if far is not None:
             bass[a:b] &= ~far
@@ -62,8 +52,7 @@ class Bass:
 
     def wrote(self, i: int, bar: int, token: int) -> None:
         """Sequence i began an onset of its bar `bar` with the pitch token `token`."""
-        self.onsets[i, bar] += 1
-        self.lows[i, bar] += self.low[token]
+        self.count(i, bar, self.low[token])
 
 
 def onset_share(grid, bars: tuple[int, int | None] = (0, None)) -> float:
@@ -80,17 +69,8 @@ def onset_share(grid, bars: tuple[int, int | None] = (0, None)) -> float:
 
 
 def targets(segments, transition: int) -> list[float]:
-    """Per bar of a piece in `segments` (`trajectory`), the share of onsets beginning in the bass
-    that real music of its emotion has: between the quadrants' shares by the segment's arousal
-    and valence levels (bilinearly, for levels between -1 and 1), gliding from one segment to the
-    next as their latents do (`trajectory.weights`)."""
-    from emocompose.emotions import EMOTIONS
+    """Per bar of a piece in `segments`, the share of onsets beginning in the bass that real music
+    of its emotion has (`share.per_bar`)."""
     from emocompose.presets import BASS_ONSETS
-    from emocompose.trajectory import weights
 
-    def share(arousal: float, valence: float) -> float:
-        return sum(BASS_ONSETS[name] * (1 + (2 * a - 1) * arousal) / 2 * (1 + (2 * v - 1) * valence) / 2
-                   for name, (a, v) in EMOTIONS.items())  # fmt: skip
-
-    per_segment = np.array([share(*s.levels) for s in segments])
-    return [float(row @ per_segment) for row in np.asarray(weights(segments, transition))]
+    return per_bar(BASS_ONSETS, segments, transition)

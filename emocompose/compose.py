@@ -163,11 +163,11 @@ class Composer:
         bars at each change. See `latents.prior_latents` for `coherence`, `key` and `paper`,
         `best_of` for `candidates` (default presets.CANDIDATES, 1 with `paper`), `echo` for the
         share of bars that repeat the onsets of the bar ECHO_BACK before them (within a segment;
-        none with `paper`); each piece's left hand is held near real music's (`bass`; not with
-        `paper`)."""
+        none with `paper`); each piece's left hand and top voice are held near real music's (`bass`,
+        `top_voice`; not with `paper`)."""
         import numpy as np
 
-        from emocompose import bass
+        from emocompose import bass, top_voice
         from emocompose.echo import Echo, echo_plan
         from emocompose.sampling import BarPlan
 
@@ -181,12 +181,13 @@ class Composer:
         tempo_bin = -1 if tempo is None else int(self.tok.config.tempo_bin(tempo))
         rng, segment = np.random.default_rng(seed), np.repeat(np.arange(len(segments)), [s.bars for s in segments])
         left_hand = None if paper else bass.targets(segments, transition)
+        steps = None if paper else top_voice.targets(segments, transition)
         plans = []
         for _ in range(count * n):
             back = echo_plan(bars, 0.0 if paper else echo, ECHO_BACK, rng, segment)
             plans.append(BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars,
                                  echo=Echo(self.tok.vocab, back) if max(back, default=-1) >= 0 else None,
-                                 bass=left_hand))  # fmt: skip
+                                 bass=left_hand, top_steps=steps))  # fmt: skip
         grids = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
         picks, qs = self.best_of(grids, [segments] * count, n)
         results = []
@@ -209,9 +210,10 @@ class Composer:
         after the decoder's memory of it (of its last `prompt_bars` bars; default all), in the
         emotion the model hears in those bars or in `emotion` (`latents.continued_latents`).
         The new bars keep the meter and tempo of the prompt's last bar, its instruments by
-        register, its last bar's drums (`rewrite.continued_instruments`) and the share of its
-        onsets that begin in the bass (`bass`)."""
-        from emocompose import bass
+        register, its last bar's drums (`rewrite.continued_instruments`), the share of its
+        onsets that begin in the bass (`bass`) and of those whose highest note moves by a step
+        (`top_voice`)."""
+        from emocompose import bass, top_voice
         from emocompose.melody import piano_view
         from emocompose.midi import PIANO
         from emocompose.sampling import BarPlan
@@ -232,10 +234,12 @@ class Composer:
         if "key" in info:
             info["key"] = key_path(info["key"])
         last = prompt.n_bars - 1
-        # the new bars keep the left hand the prompt has (`bass`); a prompt without one is left to the model
-        left_hand = bass.onset_share(context)
+        # the new bars keep the left hand and the steps of the top voice the prompt has (`bass`,
+        # `top_voice`); a prompt without either is left to the model there
+        left_hand, steps = bass.onset_share(context), top_voice.step_share(context)
         plan = BarPlan([int(prompt.bar_positions[last])] * bars, [int(prompt.bar_tempo[last])] * bars, [PIANO],
-                       bass=[left_hand] * bars if left_hand > 0 else None)
+                       bass=[left_hand] * bars if left_hand > 0 else None,
+                       top_steps=[steps] * bars if steps > 0 else None)
         grids = self.trained.decode(z_r, z_k, [plan] * (count * n), SamplingConfig(temperature, top_p, seed),
                                     self.trained.memory(context, *encoded), before=view)  # fmt: skip
         picks, qs = self.best_of(grids, [[Segment(bars, emotions.levels(name))]] * count, n)

@@ -37,6 +37,10 @@ BARS = 20  # bars per generated piece
 # The share of onsets whose lowest note is below C3, in EMOPIA's labelled `train` clips (happy
 # 0.279, tense 0.357, sad 0.176, calm 0.201): what `generate` holds each piece's left hand near (`bass`)
 BASS_ONSETS = {"happy": 0.28, "tense": 0.36, "sad": 0.18, "calm": 0.20}
+# The share of onsets whose highest note lies within a whole tone of the previous onset's, in the
+# same clips (happy 0.298, tense 0.281, sad 0.268, calm 0.210): what `generate` holds each piece's
+# top voice near (`top_voice`)
+TOP_STEPS = {"happy": 0.30, "tense": 0.28, "sad": 0.27, "calm": 0.21}
 ECHO = 0.15  # share of generated bars that repeat the onsets of the bar ECHO_BACK before (`echo`)
 ECHO_BACK = 4
 PROMPT_BARS = 8  # new bars after a prompt (`generate --prompt`)

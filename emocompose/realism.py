@@ -26,6 +26,7 @@ from emocompose.judge import fit_logistic
 from emocompose.quality import pitch_class_entropy, sounding
 from emocompose.grid import Grid
 from emocompose.tokenizer import TokenizerConfig
+from emocompose.top_voice import STEP, line
 
 FEATURES = (
     "notes_per_beat", "mean_velocity", "velocity_spread", "mean_pitch", "pitch_spread", "pitch_range",
@@ -47,14 +48,6 @@ def song_of(source: str) -> str:
     return _TRAILING_NUMBER.sub("", Path(source).stem)
 
 
-def _top_voice(onset: np.ndarray, pitch: np.ndarray) -> np.ndarray:
-    """The highest pitch at each distinct onset, in time order."""
-    order = np.lexsort((-pitch, onset))
-    o, p = onset[order], pitch[order]
-    first = np.r_[True, o[1:] != o[:-1]]
-    return p[first]
-
-
 def structure_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
     """The values of FEATURES for one piece (zeros for a piece without pitched notes)."""
     n = pitched_notes(grid, config)
@@ -65,7 +58,7 @@ def structure_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
     pitch, pos, bar = n.pitch, n.pos, n.bar
     log_dur = np.log(n.steps / ppq)
     distinct, per_onset = np.unique(n.onset, return_counts=True)
-    top = _top_voice(n.onset, pitch)
+    top = line(n.onset, pitch)
     jumps = np.abs(np.diff(top)) if len(top) > 1 else np.zeros(1)
     # repetition: bars whose onset pattern (grid steps with an onset) some earlier bar has too
     patterns = [tuple(np.unique(pos[bar == b])) for b in range(grid.n_bars)]
@@ -95,7 +88,7 @@ def structure_features(grid: Grid, config: TokenizerConfig) -> np.ndarray:
         float((pos % max(ppq // 2, 1) != 0).mean()),
         len(distinct) / max(filled, 1),
         jumps.mean(),
-        float((jumps <= 2).mean()),
+        float((jumps <= STEP).mean()),
         float((jumps > 7).mean()),
         per_onset.mean(),
         float((per_onset >= 3).mean()),

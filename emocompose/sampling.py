@@ -15,6 +15,8 @@ a small numpy operation costs about a microsecond where a torch one costs severa
 A key still sounding is not struck again while the model likes another pitch (`Held`): the file
 would end the sounding note there, and such notes came out cut short. Nor is a pitch far beyond
 the range the piece has played so far (`Register`): drawn from the tail, such notes stood apart.
+A generated piece's left hand and the steps of its top voice are held near real music's while it
+decodes (`bass`, `top_voice`).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from emocompose.bass import Bass
 from emocompose.midi import DRUMS, TRACKS
 from emocompose.presets import SamplingConfig
+from emocompose.top_voice import TopVoice
 from emocompose.tokenizer import BAR, DURATION, EOS_KIND, PITCH, POSITION, TEMPO, VELOCITY, Vocab
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ class BarPlan:
     hold: "MelodyHold | None" = None
     echo: "Echo | None" = None  # bars that repeat an earlier bar's onsets (`echo`)
     bass: list[float] | None = None  # per bar, the share of onsets to begin below C3 (`bass`)
+    top_steps: list[float] | None = None  # per bar, of onsets whose highest note moves by a step (`top_voice`)
 
 
 class Grammar:
@@ -322,7 +326,9 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
     if T == 0:
         return out
     held, register = Held(vocab, B, before), Register(vocab, B, before)
-    bass = Bass(vocab, [p.bass for p in plans], T, first=0 if before is not None else 1)
+    first_steered = 0 if before is not None else 1
+    bass = Bass(vocab, [p.bass for p in plans], T, first_steered)
+    top = TopVoice(vocab, [p.top_steps for p in plans], T, first_steered, before)
     weights = StepWeights(model.dec, (model.dec.memory_bars + 1) * L + 8, int8=int8_decoding(device))
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=weights)
     # each sequence on its own bar: one that ends a bar begins its next at the next step
@@ -382,8 +388,11 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
             hold = plans[i].hold
             if i in choices:
                 ids, a, b = choices[i]
-                keys, far = (held.keys(i, ids, a, b, pos[i]), register.far(i, ids, a, b)) if state[i] in PLACES else (None, None)
                 z = logits[at[i], ids - lo]
+                keys = far = None
+                if state[i] in PLACES:
+                    keys, far = held.keys(i, ids, a, b, pos[i]), register.far(i, ids, a, b)
+                    z = top.steer(i, bar[i], ids, z, a, b, far)
                 onset = state[i] == AFTER_POSITION  # an onset's first pitch is its lowest note
                 if onset:
                     z = bass.steer(i, bar[i], ids, z, a, b, far)
@@ -397,6 +406,7 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
             if hold:
                 nxt = hold.settle(nxt, pos[i], state[i] in PLACES)
             if grammar.end[nxt] or length[i] >= L:  # the bar is over
+                top.onset_over(i, bar[i])
                 out[i].append(seqs[i, : length[i]].copy())
                 held.start[i] += plans[i].positions[bar[i]]
                 bar[i] += 1
@@ -412,9 +422,11 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
             state[i] = grammar.next_state(kind, state[i])
             if kind == POSITION:
                 pos[i] = int(grammar.value[nxt])
+                top.onset_over(i, bar[i])
             elif kind == PITCH:
                 track[i] = int(grammar.track[nxt])
                 register.wrote(i, nxt)
+                top.wrote(i, nxt)
             seqs[i, length[i]] = tok[i] = nxt
             length[i] += 1
             still.append(i)

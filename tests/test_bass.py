@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import midi_bytes, prefer, scale
-from emocompose import bass
+from conftest import midi_bytes, prefer
+from emocompose import bass, share
 from emocompose.compose import Composer
-from emocompose.emotions import NAMES
 from emocompose.midi import DRUMS, PIANO
-from emocompose.presets import BASS_ONSETS
 from emocompose.sampling import BarPlan, SamplingConfig, decode_bars
-from emocompose.trajectory import Segment, plan
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +47,7 @@ def test_only_bass_pitches_within_reach_are_raised_and_by_at_most_the_cap(compos
     drum = vocab.pitch0 + 128 * DRUMS + 36
     ids = np.r_[pitches, drum, vocab.tempo0]
     steer = bass.Bass(vocab, [[0.5] * 3], bars=3)
-    for _ in range(bass.MIN_ONSETS):
+    for _ in range(share.MIN_EVENTS):
         steer.wrote(0, 0, vocab.pitch0 + 128 * PIANO + 60)
     logits = np.zeros(len(ids))
     assert np.array_equal(steer.steer(0, 0, ids, logits, 0, 6, None), logits)
@@ -58,41 +55,6 @@ def test_only_bass_pitches_within_reach_are_raised_and_by_at_most_the_cap(compos
     moved = steer.steer(0, 1, ids, logits, 0, 6, far)
     assert np.allclose(moved, np.log(bass.CAP) * np.array([0, 1, 1, 0, 0, 0, 0]))
     assert np.array_equal(bass.Bass(vocab, [None], bars=3).steer(0, 1, ids, logits, 0, 6, None), logits)
-
-
-def test_targets_are_real_musics_share_for_each_emotion_and_glide_between_them():
-    """A piece of one emotion is held to that emotion's share in every bar; the centre of the
-    plane to the four quadrants' mean; a piece turning from calm to tense to calm's, then tense's,
-    with the bars of the glide between the two."""
-    for name in NAMES:
-        assert bass.targets(plan(name, None, None, 6, 6), 2) == pytest.approx([BASS_ONSETS[name]] * 6)
-    assert bass.targets([Segment(4, (0.0, 0.0))], 2) == pytest.approx([np.mean(list(BASS_ONSETS.values()))] * 4)
-    turn = bass.targets(plan("calm:8,tense:8", None, None, None, 16), 4)
-    calm, tense = BASS_ONSETS["calm"], BASS_ONSETS["tense"]
-    assert turn[:6] == pytest.approx([calm] * 6) and turn[10:] == pytest.approx([tense] * 6)
-    assert all(calm < t < tense for t in turn[6:10]) and turn[6:10] == sorted(turn[6:10])
-
-
-@pytest.fixture
-def targets_given(monkeypatch):
-    """What each decoding gives `Bass`, in order: (the targets, the first bar steered)."""
-    given = []
-    init = bass.Bass.__init__
-
-    def spy(self, vocab, targets, bars, first=1):
-        given.append((targets, first))
-        init(self, vocab, targets, bars, first)
-
-    monkeypatch.setattr(bass.Bass, "__init__", spy)
-    return given
-
-
-def test_generate_holds_the_left_hand_and_the_papers_way_leaves_it_to_the_model(composer, targets_given):
-    """`generate` gives every piece its emotion's targets, bar by bar, from its second bar; `--paper`,
-    the paper's operations exactly, gives none."""
-    composer.generate("calm:4,sad:4", seed=4)
-    composer.generate("sad", bars=8, seed=4, paper=True)
-    assert targets_given == [([bass.targets(plan("calm:4,sad:4", None, None, None, 8), 2)], 1), ([None], 1)]
 
 
 def test_the_share_counts_each_onset_by_its_lowest_pitched_note(composer):
@@ -105,14 +67,3 @@ def test_the_share_counts_each_onset_by_its_lowest_pitched_note(composer):
     assert bass.onset_share(grid, (0, 1)) == pytest.approx(0.5)
     assert bass.onset_share(grid) == pytest.approx(0.6)
     assert np.isnan(bass.onset_share(grid, (2, None)))
-
-
-def test_a_continuation_keeps_the_left_hand_its_prompt_has(composer, targets_given):
-    """The new bars are held, from their first bar on (the prompt's bars come before it), to the
-    share of the prompt's onsets that begin below C3, here one in four; a prompt without a left
-    hand is left to the model."""
-    left = [(36, 80, b, b + 1) for b in range(0, 8, 4)]  # a C2 under every fourth of the scale's notes
-    for notes in (scale(bars=2) + left, scale(bars=2)):
-        prompt = composer.tok.grid(composer.tok.load("p.mid", data=midi_bytes([(0, False, notes)])))
-        composer.continuation(prompt, 3, seed=1)
-    assert targets_given == [([[0.25] * 3], 0), ([None], 0)]
