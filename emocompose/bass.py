@@ -10,8 +10,8 @@ last WINDOW bars and the bar so far, is held near the share real music of its em
 (`presets.BASS_ONSETS`), and a continuation's near its prompt's: at an onset's first pitch the
 pitches below C3 are made likelier by target / share where the share has fallen under the
 target, and less likely where it has risen above, by at most CAP either way (`share`). Which
-bass pitch it is, and whether a note comes at all, stay the model's; a pitch the range rule holds back
-(`sampling.Register`) is not raised, so a piece's range still widens a fourth at a time.
+bass pitch it is, and whether a note comes at all, stay the model's; a pitch the range rule
+holds back (`sampling.Register`) is not raised, so a piece's range still widens a fourth at a time.
 """
 
 from __future__ import annotations
@@ -38,17 +38,9 @@ class Bass(Share):
         super().__init__(targets, bars, CAP, first)
         self.low = (vocab.kind == PITCH) & (vocab.value < BASS) & (vocab.track != DRUMS)  # by token id
 
-    def steer(self, i: int, bar: int, ids: np.ndarray, logits: np.ndarray, a: int, b: int,
-              far: np.ndarray | None) -> np.ndarray:  # fmt: skip
-        """The `logits` of the tokens `ids` at an onset's first pitch of sequence i, with the bass
-        pitches among ids[a:b] (those not `far`) moved toward the bar's target."""
-        factor = self.factor(i, bar)
-        if factor is None:
-            return logits
-        bass = self.low[ids]
-        if far is not None:
-            bass[a:b] &= ~far
-        return logits + np.where(bass, np.log(factor), 0.0)
+    def raised(self, i: int, span: np.ndarray) -> np.ndarray:
+        """The bass pitches: at an onset's first pitch, they begin it in the bass."""
+        return self.low[span]
 
     def wrote(self, i: int, bar: int, token: int) -> None:
         """Sequence i began an onset of its bar `bar` with the pitch token `token`."""

@@ -57,6 +57,25 @@ class Share:
             self.gain[i] = min(self.cap, max(1 / self.cap, self.gain[i] * ratio**self.rate))
         return float(self.gain[i])
 
+    def raised(self, i: int, span: np.ndarray) -> np.ndarray | None:
+        """Which of the pitch tokens `span` make sequence i's choice go the way counted (None: none)."""
+        raise NotImplementedError
+
+    def steer(self, i: int, bar: int, ids: np.ndarray, logits: np.ndarray, a: int, b: int,
+              far: np.ndarray | None) -> np.ndarray:  # fmt: skip
+        """The `logits` of the tokens `ids` of sequence i, with the pitches among ids[a:b] that
+        are `raised` (those not `far`: the range rule's, `sampling.Register`) moved toward the
+        bar's target."""
+        factor = self.factor(i, bar) if b > a else None
+        raised = None if factor is None else self.raised(i, ids[a:b])
+        if raised is None:
+            return logits
+        if far is not None:
+            raised = raised & ~far
+        out = logits.copy()
+        out[a:b] += np.where(raised, np.log(factor), 0.0)
+        return out
+
     def count(self, i: int, bar: int, hit: bool) -> None:
         """The choice came up in sequence i's bar `bar` and went the way counted if `hit`."""
         self.events[i, bar] += 1

@@ -51,21 +51,11 @@ class TopVoice(Share):
             keep = before.track != DRUMS
             self.last[:] = line(before.onsets[keep], before.pitch[keep])[-1]
 
-    def steer(self, i: int, bar: int, ids: np.ndarray, logits: np.ndarray, a: int, b: int,
-              far: np.ndarray | None) -> np.ndarray:  # fmt: skip
-        """The `logits` of the tokens `ids` where sequence i may write a pitch, with the pitches
-        among ids[a:b] within STEP of the previous onset's highest (those not `far`) moved toward
-        the bar's target."""
-        factor = None if self.last[i] < 0 else self.factor(i, bar)
-        if factor is None or b <= a:
-            return logits
-        span = ids[a:b]
-        near = self.pitched[span] & (np.abs(self.value[span] - self.last[i]) <= STEP)
-        if far is not None:
-            near &= ~far
-        out = logits.copy()
-        out[a:b] += np.where(near, np.log(factor), 0.0)
-        return out
+    def raised(self, i: int, span: np.ndarray) -> np.ndarray | None:
+        """The pitches within STEP of the previous onset's highest (None before any onset)."""
+        if self.last[i] < 0:
+            return None
+        return self.pitched[span] & (np.abs(self.value[span] - self.last[i]) <= STEP)
 
     def wrote(self, i: int, token: int) -> None:
         """Sequence i wrote the pitch token `token` at its current onset."""
