@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from emocompose import emotions, latents, rewrite, trajectory
 from emocompose.errors import InputError, UsageError, check_share
 from emocompose.features import KEY_NAMES, global_key, parse_key
-from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, KEY_SPREAD,
+from emocompose.presets import (BARS, CANDIDATES, COHERENCE, ECHO, ECHO_BACK, GENERATE, KEY_SPREAD, LEGATO,
                                 SWAP, TRANSFORM, SamplingConfig)
 from emocompose.grid import Grid
 from emocompose.trained import TrainedModel
@@ -187,7 +187,7 @@ class Composer:
             back = echo_plan(bars, 0.0 if paper else echo, ECHO_BACK, rng, segment)
             plans.append(BarPlan([4 * self.tok.config.positions_per_quarter] * bars, [tempo_bin] * bars,
                                  echo=Echo(self.tok.vocab, back) if max(back, default=-1) >= 0 else None,
-                                 bass=left_hand, top_steps=steps))  # fmt: skip
+                                 bass=left_hand, top_steps=steps, legato=0.0 if paper else LEGATO))  # fmt: skip
         grids = self.trained.decode(z_r, z_k, plans, SamplingConfig(temperature, top_p, seed))
         picks, qs = self.best_of(grids, [segments] * count, n)
         results = []
@@ -239,7 +239,7 @@ class Composer:
         left_hand, steps = bass.onset_share(context), top_voice.step_share(context)
         plan = BarPlan([int(prompt.bar_positions[last])] * bars, [int(prompt.bar_tempo[last])] * bars, [PIANO],
                        bass=[left_hand] * bars if left_hand > 0 else None,
-                       top_steps=[steps] * bars if steps > 0 else None)
+                       top_steps=[steps] * bars if steps > 0 else None, legato=LEGATO)
         grids = self.trained.decode(z_r, z_k, [plan] * (count * n), SamplingConfig(temperature, top_p, seed),
                                     self.trained.memory(context, *encoded), before=view)  # fmt: skip
         picks, qs = self.best_of(grids, [[Segment(bars, emotions.levels(name))]] * count, n)

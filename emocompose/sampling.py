@@ -16,7 +16,7 @@ A key still sounding is not struck again while the model likes another pitch (`H
 would end the sounding note there, and such notes came out cut short. Nor is a pitch far beyond
 the range the piece has played so far (`Register`): drawn from the tail, such notes stood apart.
 A generated piece's left hand and the steps of its top voice are held near real music's while it
-decodes (`bass`, `top_voice`).
+decodes (`bass`, `top_voice`), and its notes sound as long as real music's do (`BarPlan.legato`).
 """
 from __future__ import annotations
 
@@ -58,6 +58,14 @@ class BarPlan:
     echo: "Echo | None" = None  # bars that repeat an earlier bar's onsets (`echo`)
     bass: list[float] | None = None  # per bar, the share of onsets to begin below C3 (`bass`)
     top_steps: list[float] | None = None  # per bar, of onsets whose highest note moves by a step (`top_voice`)
+    # How much longer the file's notes are than the lengths the decoder reads (0: the same).
+    # The decoder strikes keys still sounding, which ends the notes there (`Grid.playable`): it
+    # writes lengths as long as real music's, but a sixth of its notes are cut and they sound
+    # shorter than real ones. So each note's length in the file is drawn with the uniform number
+    # of the length the decoder reads, from the odds tilted by steps ** legato: never shorter,
+    # longer where the model found a longer one nearly as likely. What the decoder reads, and so
+    # every other token, is as drawn (`presets.LEGATO`).
+    legato: float = 0.0
 
 
 class Grammar:
@@ -80,6 +88,9 @@ class Grammar:
         self.tempos, self.pitch0 = np.arange(*span(TEMPO)), span(PITCH)[0]
         self.velocity = [np.flatnonzero((k == VELOCITY) & (vocab.track == t)) for t in ALL_TRACKS]
         self.duration = [np.flatnonzero((k == DURATION) & (vocab.track == t)) for t in ALL_TRACKS]
+        # per token id, the log of a Duration's grid steps (0 for other tokens): what `legato` tilts by
+        steps = vocab.config.duration_array[np.where(k == DURATION, vocab.value, 0)]
+        self.log_steps = np.where(k == DURATION, np.log(steps), 0.0)
         self._cache: dict[tuple, tuple[np.ndarray, int, int]] = {}
 
     def allowed(self, state: int, pos: int, bar_pos: int, track: int, length: int,
@@ -333,7 +344,8 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=weights)
     # each sequence on its own bar: one that ends a bar begins its next at the next step
     bar, state, pos, track, length = [0] * B, [AFTER_BAR] * B, [-1] * B, [-1] * B, [1] * B
-    seqs = np.full((B, L + 1), vocab.pad, np.int64)
+    seqs = np.full((B, L + 1), vocab.pad, np.int64)  # each bar's tokens as the decoder reads them
+    written = seqs.copy()  # and as the file gets them (`BarPlan.legato`)
     tok = np.full(B, vocab.pad, np.int64)
     c = cond[:, 0].clone()  # each sequence's current bar's conditioning
 
@@ -346,6 +358,7 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
         state[i], pos[i], track[i], length[i] = AFTER_BAR, -1, -1, 1
         seqs[i] = vocab.pad
         seqs[i, 0] = tok[i] = vocab.bar_token(p.positions[t])
+        written[i] = seqs[i]
         if t:
             c[i] = cond[i, t]
             cache.new_bar(i)
@@ -385,7 +398,7 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
         u = rng.random(total)[first : first + B]
         still = []
         for i in live:
-            hold = plans[i].hold
+            hold, longer = plans[i].hold, -1
             if i in choices:
                 ids, a, b = choices[i]
                 z = logits[at[i], ids - lo]
@@ -399,15 +412,17 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
                 nxt = int(ids[draw(z, cfg, u[i], (a, b), keys, far)])
                 if onset and grammar.kind[nxt] == PITCH:
                     bass.wrote(i, bar[i], nxt)
+                if state[i] == AFTER_VELOCITY and plans[i].legato:
+                    longer = int(ids[draw(z + plans[i].legato * grammar.log_steps[ids], cfg, u[i])])
             elif hold and hold.forced() is not None:
                 nxt = hold.forced()
             else:  # a fixed tempo replaces the model's choice
                 nxt = vocab.tempo0 + plans[i].tempo[bar[i]]
             if hold:
-                nxt = hold.settle(nxt, pos[i], state[i] in PLACES)
+                nxt, longer = hold.settle(nxt, pos[i], state[i] in PLACES), -1
             if grammar.end[nxt] or length[i] >= L:  # the bar is over
                 top.onset_over(i, bar[i])
-                out[i].append(seqs[i, : length[i]].copy())
+                out[i].append(written[i, : length[i]].copy())
                 held.start[i] += plans[i].positions[bar[i]]
                 bar[i] += 1
                 if bar[i] < n_bars[i]:
@@ -428,6 +443,7 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
                 register.wrote(i, nxt)
                 top.wrote(i, nxt)
             seqs[i, length[i]] = tok[i] = nxt
+            written[i, length[i]] = nxt if longer < 0 else longer
             length[i] += 1
             still.append(i)
         live = still
