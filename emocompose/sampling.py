@@ -65,7 +65,8 @@ class BarPlan:
     # of the length the decoder reads, from the odds tilted by steps ** legato: never shorter,
     # longer where the model found a longer one nearly as likely. What the decoder reads, and so
     # every other token, is as drawn: reading longer lengths, it placed its next onsets later and
-    # its pieces came out 2-8% sparser (`presets.LEGATO`).
+    # its pieces came out 2-8% sparser (`presets.LEGATO`). Not with a melody held (`hold`), which
+    # sets the lengths of its notes and of those under it.
     legato: float = 0.0
 
 

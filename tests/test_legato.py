@@ -51,6 +51,7 @@ def test_only_lengths_change_and_none_gets_shorter(composer):
 
 
 def test_generate_and_continuations_hold_notes_longer_and_the_paper_does_not(composer, monkeypatch):
+    """`generate` and a continuation decode with `presets.LEGATO`; `--paper` with none."""
     given = []
     decode = sampling.decode_bars
 
