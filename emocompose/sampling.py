@@ -346,8 +346,9 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
     cache = StepCache(model.dec, mems, mem_lens, capacity=L, weights=weights)
     # each sequence on its own bar: one that ends a bar begins its next at the next step
     bar, state, pos, track, length = [0] * B, [AFTER_BAR] * B, [-1] * B, [-1] * B, [1] * B
-    seqs = np.full((B, L + 1), vocab.pad, np.int64)  # each bar's tokens as the decoder reads them
-    written = seqs.copy()  # and as the file gets them (`BarPlan.legato`)
+    # each bar's tokens as the file gets them: the decoder reads `tok`, whose Durations may be
+    # shorter (`BarPlan.legato`); what reads the bar so far (`Echo`) reads its onsets and pitches
+    seqs = np.full((B, L + 1), vocab.pad, np.int64)
     tok = np.full(B, vocab.pad, np.int64)
     c = cond[:, 0].clone()  # each sequence's current bar's conditioning
 
@@ -360,7 +361,6 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
         state[i], pos[i], track[i], length[i] = AFTER_BAR, -1, -1, 1
         seqs[i] = vocab.pad
         seqs[i, 0] = tok[i] = vocab.bar_token(p.positions[t])
-        written[i] = seqs[i]
         if t:
             c[i] = cond[i, t]
             cache.new_bar(i)
@@ -424,7 +424,7 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
                 nxt, longer = hold.settle(nxt, pos[i], state[i] in PLACES), -1
             if grammar.end[nxt] or length[i] >= L:  # the bar is over
                 top.onset_over(i, bar[i])
-                out[i].append(written[i, : length[i]].copy())
+                out[i].append(seqs[i, : length[i]].copy())
                 held.start[i] += plans[i].positions[bar[i]]
                 bar[i] += 1
                 if bar[i] < n_bars[i]:
@@ -444,8 +444,8 @@ def _decode(model, vocab: Vocab, cond: torch.Tensor, plans: list[BarPlan], cfg: 
                 track[i] = int(grammar.track[nxt])
                 register.wrote(i, nxt)
                 top.wrote(i, nxt)
-            seqs[i, length[i]] = tok[i] = nxt
-            written[i, length[i]] = nxt if longer < 0 else longer
+            tok[i] = nxt
+            seqs[i, length[i]] = nxt if longer < 0 else longer
             length[i] += 1
             still.append(i)
         live = still
